@@ -1,0 +1,1 @@
+"""Converse Gateway control plane (Quart on Trio, served by Hypercorn)."""

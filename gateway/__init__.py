@@ -1,0 +1,1 @@
+"""Converse Gateway media plane (Trio). Depends on nothing in ``control``."""
