@@ -1,0 +1,139 @@
+"""The widget blueprint serves its files correctly; the JS parses; the capture resampler really filters.
+
+The resampler test runs widget-worklet.js's Resampler under Node (the file exports it for exactly
+this) and measures tones with numpy: a 1 kHz tone must pass 48 kHz -> 16 kHz unchanged, and a
+12 kHz tone (above the 8 kHz output Nyquist) must be suppressed instead of folding to 4 kHz, which
+is what naive decimation would do.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from quart_trio import QuartTrio
+
+from control.api.widget import widget_bp
+from tests.conftest import require
+
+STATIC = pathlib.Path(__file__).resolve().parent.parent / "control" / "static"
+NODE = shutil.which("node")
+
+
+def make_app(**config) -> QuartTrio:
+    app = QuartTrio(__name__)
+    app.config.update(config)
+    app.register_blueprint(widget_bp)
+    return app
+
+
+@pytest.mark.parametrize("path,name", [("/widget.js", "widget.js"),
+                                       ("/widget-worklet.js", "widget-worklet.js")])
+async def test_scripts_served_with_type_cache_and_cors(path, name):
+    client = make_app().test_client()
+    resp = await client.get(path)
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    assert "max-age=" in resp.headers["Cache-Control"]
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"   # worklet addModule is CORS-mode
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert await resp.get_data() == (STATIC / name).read_bytes()
+    again = await client.get(path, headers={"If-None-Match": resp.headers["ETag"]})
+    assert again.status_code == 304
+    assert await again.get_data() == b""
+
+
+async def test_demo_renders_target_from_query():
+    client = make_app().test_client()
+    resp = await client.get("/demo?agent=ag_123&gateway=ws://127.0.0.1:9999")
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert resp.headers["Cache-Control"] == "no-store"
+    html = (await resp.get_data()).decode()
+    assert 'src="/widget.js"' in html
+    assert 'data-gateway="ws://127.0.0.1:9999"' in html
+    assert 'data-agent="ag_123"' in html
+
+
+async def test_demo_uses_configured_finder_and_gateway():
+    async def finder():
+        return ("flow", "fl_9")
+    client = make_app(CONVERSE_DEMO_TARGET=finder,
+                      CONVERSE_GATEWAY_PUBLIC_URL="wss://gw.example/").test_client()
+    html = (await (await client.get("/demo")).get_data()).decode()
+    assert 'data-flow="fl_9"' in html and 'data-gateway="wss://gw.example"' in html
+
+
+async def test_demo_default_gateway_is_request_host_port_8080():
+    client = make_app().test_client()
+    resp = await client.get("/demo?agent=a1", headers={"Host": "localhost:8000"})
+    assert 'data-gateway="ws://localhost:8080"' in (await resp.get_data()).decode()
+
+
+async def test_demo_without_target_explains_itself():
+    client = make_app().test_client()
+    resp = await client.get("/demo")
+    assert resp.status_code == 404
+    assert "no active web channel" in (await resp.get_data()).decode()
+
+
+@pytest.mark.parametrize("query", ["agent=%22%3E%3Cscript%3E", "flow=", "agent=a&gateway=javascript:alert(1)",
+                                   "agent=a&gateway=ws://h/%22onload"])
+async def test_demo_rejects_hostile_parameters(query):
+    resp = await make_app().test_client().get("/demo?" + query)
+    assert resp.status_code == 400
+    body = await resp.get_json()
+    assert body["error"]["message"]
+
+
+@pytest.mark.parametrize("name", ["widget.js", "widget-worklet.js"])
+def test_js_parses(name):
+    require(NODE is not None, "node not installed (needed to syntax-check the widget)")
+    subprocess.run([NODE, "--check", str(STATIC / name)], check=True, timeout=30)
+
+
+def _run_resampler(in_rate: int, out_rate: int, freq: float, seconds: float = 0.5) -> np.ndarray:
+    """Feed a 0.5-amplitude tone through the JS resampler in 128-sample quanta; return its output."""
+    script = f"""
+    const {{Resampler}} = require({json.dumps(str(STATIC / "widget-worklet.js"))});
+    const r = new Resampler({in_rate}, {out_rate});
+    const n = Math.round({in_rate} * {seconds});
+    const x = new Float32Array(n);
+    for (let i = 0; i < n; i++) x[i] = 0.5 * Math.sin(2 * Math.PI * {freq} * i / {in_rate});
+    const out = [];
+    for (let i = 0; i < n; i += 128) out.push(...r.process(x.subarray(i, i + 128)));
+    process.stdout.write(JSON.stringify(out));
+    """
+    done = subprocess.run([NODE, "-e", script], check=True, timeout=60, capture_output=True)
+    return np.array(json.loads(done.stdout))
+
+
+def _tone_level(y: np.ndarray, rate: int, freq: float) -> float:
+    """Amplitude of ``freq`` in the steady-state second half of ``y`` (windowed DFT bin)."""
+    seg = y[len(y) // 2:]
+    w = np.hanning(len(seg))
+    t = np.arange(len(seg)) / rate
+    return float(abs(np.sum(seg * w * np.exp(-2j * np.pi * freq * t))) * 2 / np.sum(w))
+
+
+@pytest.mark.parametrize("in_rate", [48000, 44100])
+def test_capture_resampler_passes_speech_and_blocks_aliases(in_rate):
+    require(NODE is not None, "node not installed (needed to run the worklet's resampler)")
+    passed = _run_resampler(in_rate, 16000, 1000.0)
+    assert len(passed) == pytest.approx(in_rate * 0.5 * 16000 / in_rate, abs=2)
+    assert _tone_level(passed, 16000, 1000.0) == pytest.approx(0.5, rel=0.02)
+    # 12 kHz would fold to 4 kHz under naive decimation; the low-pass must remove it (> 60 dB down).
+    aliased = _run_resampler(in_rate, 16000, 12000.0)
+    assert _tone_level(aliased, 16000, 4000.0) < 0.5e-3
+
+
+def test_playback_resampler_upsamples_24k_cleanly():
+    require(NODE is not None, "node not installed (needed to run the worklet's resampler)")
+    y = _run_resampler(24000, 48000, 1000.0)
+    assert len(y) == pytest.approx(24000, abs=2)
+    assert _tone_level(y, 48000, 1000.0) == pytest.approx(0.5, rel=0.02)
+    # Upsampling images of a 1 kHz tone land at 23 kHz; the interpolation filter must remove them.
+    assert _tone_level(y, 48000, 23000.0) < 0.5e-3
