@@ -130,7 +130,7 @@ async def demo() -> Response:
         target = await _discover_target()
     html = await render_template(
         "demo.html", target=target, gateway=(gateway or _default_gateway()).rstrip("/"),
-        widget_src="/widget.js", dtmf=args.get("dtmf") == "1")
+        widget_src="/widget.js", widget_url=request.host_url.rstrip("/") + "/widget.js", dtmf=args.get("dtmf") == "1")
     return Response(html, status=200 if target else 404, headers={
         "Content-Type": "text/html; charset=utf-8",
         "Cache-Control": "no-store",

@@ -44,6 +44,7 @@
     ".cvw-error{color:#cf222e;font-size:13px;min-height:1em}" +
     ".cvw input[type=text]{flex:1;font:inherit;padding:6px;border:1px solid #8c959f;border-radius:6px}" +
     ".cvw-keypad{display:grid;grid-template-columns:repeat(3,1fr);gap:4px;margin-top:6px}" +
+    ".cvw [hidden]{display:none!important}" +
     ".cvw-sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}";
 
   var cssInjected = false;
@@ -93,6 +94,7 @@
     this.pendingText = [];         // chat typed before the socket opened
     this.carry = null;             // odd trailing byte of a binary frame
     this.localEcho = [];           // chat lines shown locally, to de-duplicate user transcripts
+    this.listeners = {};           // name -> [fn]: "audio" (Int16Array, 24 kHz), "event" (JSON), "state"
     this.stats = {
       state: "idle", ws_url: null, sample_rate: DOWN_RATE, context_rate: 0,
       bytes_received: 0, frames_received: 0, bytes_sent: 0, frames_sent: 0,
@@ -151,9 +153,27 @@
   };
 
   Widget.prototype._setState = function (state, message) {
+    var changed = this.state !== state;
     this.state = state;
     this.stats.state = state;
     if (message) this.ui.status.textContent = message;
+    if (changed) this._emit("state", state);
+  };
+
+  /* Subscribe to "audio" (each received chunk as an Int16Array at stats.sample_rate), "event" (each
+   * JSON event object) or "state" (idle|connecting|open|closed|error). Returns an unsubscribe function. */
+  Widget.prototype.on = function (name, fn) {
+    var list = this.listeners[name] || (this.listeners[name] = []);
+    list.push(fn);
+    return function () { var i = list.indexOf(fn); if (i >= 0) list.splice(i, 1); };
+  };
+
+  Widget.prototype._emit = function (name, value) {
+    var list = this.listeners[name];
+    if (!list) return;
+    for (var i = 0; i < list.length; i++) {
+      try { list[i](value); } catch (e) { if (window.console) console.error(e); }  // a bad listener must not break audio
+    }
   };
 
   Widget.prototype._append = function (kind, who, text) {
@@ -272,6 +292,7 @@
     if (!bytes.length) return;
     var pcm = new Int16Array(bytes.length / 2);
     new Uint8Array(pcm.buffer).set(bytes);  // copy: the view may be unaligned; PCM16LE on LE hosts
+    if (this.listeners.audio) this._emit("audio", pcm.slice());
     if (this.playbackNode) this.playbackNode.port.postMessage(pcm.buffer, [pcm.buffer]);
   };
 
@@ -279,6 +300,7 @@
     var msg;
     try { msg = JSON.parse(text); } catch (e) { this._showError("The gateway sent something unreadable."); return; }
     if (!msg || typeof msg !== "object") return;
+    this._emit("event", msg);
     switch (msg.type) {
       case "transcript":
         if (typeof msg.text !== "string") return;
@@ -437,7 +459,9 @@
       "echoCancellation", "noiseSuppression", "autoGainControl"].forEach(function (k) {
       if (options[k] === undefined && target[k] !== undefined) options[k] = target[k];
     });
-    return new Widget(container, target, options);
+    var w = new Widget(container, target, options);
+    window.ConverseWidget.instance = w;
+    return w;
   }
 
   function autoMount() {
@@ -450,10 +474,9 @@
       container = document.createElement("div");
       script.parentNode.insertBefore(container, script.nextSibling);
     }
-    var w = mount(container, { url: d.url, gateway: d.gateway, agent: d.agent, flow: d.flow }, {
+    mount(container, { url: d.url, gateway: d.gateway, agent: d.agent, flow: d.flow }, {
       tokenUrl: d.tokenUrl, dtmf: d.dtmf === "true", title: d.title,
     });
-    window.ConverseWidget.instance = w;
   }
 
   window.ConverseWidget = { mount: mount, version: VERSION, instance: null };

@@ -1,0 +1,219 @@
+"""The widget in a real browser: headless Chromium speaks a WAV into /demo and hears it echoed back.
+
+Chromium's fake capture device plays en_hello_48k.wav (padded with silence so the echo agent's
+endpointer sees the utterance end) into getUserMedia. The page's widget downsamples it in the
+AudioWorklet to 16 kHz, streams it to the gateway, and the echo agent plays the utterance back at
+24 kHz. The test checks, without scraping pixels, that 24 kHz audio came back and that it *is* the
+spoken sentence (cross-correlation against en_hello_24k.wav), that the echo agent's transcript is
+shown, and that a chat message round-trips. Screenshots land in test-artifacts/.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import pathlib
+import wave
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, SHARED_AUDIO, require
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+PAD_SILENCE_S = 2.0
+WAIT_MS = 45_000            # Playwright timeout for the voice round trip (a bound, not an assertion)
+
+
+def _read_wav(path: pathlib.Path) -> tuple[int, np.ndarray]:
+    with wave.open(str(path)) as w:
+        assert w.getsampwidth() == 2 and w.getnchannels() == 1
+        return w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), "<i2")
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory) -> pathlib.Path:
+    """en_hello_48k.wav followed by silence: Chromium loops the file, and the endpointer needs a gap."""
+    src = SHARED_AUDIO / "en_hello_48k.wav"
+    require(src.exists(), f"speech fixture missing: {src}")
+    rate, pcm = _read_wav(src)
+    out = tmp_path_factory.mktemp("wav") / "hello_padded_48k.wav"
+    with wave.open(str(out), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes() + bytes(2 * int(rate * PAD_SILENCE_S)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser(speech_wav):
+    require(os.path.exists(CHROMIUM), f"{CHROMIUM} not installed (Debian package chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "playwright (Python package) not installed")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, timeout=60_000, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run",
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={speech_wav}",
+        ])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def best_correlation(received: np.ndarray, reference: np.ndarray) -> float:
+    """Peak normalised cross-correlation of the overlap of two signals, over every lag (FFT)."""
+    x = received.astype(np.float64)
+    r = reference.astype(np.float64)
+    n = 1 << int(np.ceil(np.log2(len(x) + len(r))))
+    c = np.fft.irfft(np.fft.rfft(x, n) * np.conj(np.fft.rfft(r, n)), n)
+    lag = int(np.argmax(np.abs(c)))
+    if lag > len(x):                       # negative lag: reference starts later
+        lag -= n
+    a = x[max(lag, 0):]
+    b = r[max(-lag, 0):]
+    m = min(len(a), len(b))
+    a, b = a[:m] - a[:m].mean(), b[:m] - b[:m].mean()
+    return float(abs(np.dot(a, b)) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+
+COLLECT_AUDIO_JS = """() => {
+  window.__rx = [];
+  window.ConverseWidget.instance.on("audio", (pcm) => window.__rx.push(pcm));
+}"""
+
+RECEIVED_AUDIO_JS = """() => {
+  const chunks = window.__rx, total = chunks.reduce((n, c) => n + c.length, 0);
+  const all = new Int16Array(total);
+  let o = 0; for (const c of chunks) { all.set(c, o); o += c.length; }
+  const bytes = new Uint8Array(all.buffer); let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}"""
+
+
+def test_demo_voice_and_chat_round_trip(browser, stack):
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 900, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(stack.demo_url)
+        page.evaluate(COLLECT_AUDIO_JS)
+        # Keyboard-usable: focus the voice button and press Enter instead of clicking.
+        start = page.get_by_role("button", name="Start voice")
+        start.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_function("window.converseWidgetStats.state === 'open'")
+        assert page.get_by_role("button", name="Stop voice").get_attribute("aria-pressed") == "true"
+
+        # The echo agent answers an utterance with its audio (24 kHz) and a transcript.
+        page.wait_for_function(
+            "() => { const s = window.converseWidgetStats;"
+            " return s.transcripts_received >= 1 && s.bytes_received >= 2 * 24000 * 3; }",
+            timeout=WAIT_MS)
+        page.screenshot(path=str(ARTIFACTS / "widget-voice.png"))
+        stats = page.evaluate("() => window.converseWidgetStats")
+        assert stats["sample_rate"] == 24000
+        assert stats["frames_sent"] > 100 and stats["bytes_sent"] == 640 * stats["frames_sent"]
+        assert page.locator("[data-cvw=transcript] li[data-role=assistant]").count() >= 1
+        assert stats["errors"] == 0, stats["last_error"]
+
+        received = np.frombuffer(base64.b64decode(page.evaluate(RECEIVED_AUDIO_JS)), "<i2")
+        ref_rate, reference = _read_wav(SHARED_AUDIO / "en_hello_24k.wav")
+        assert ref_rate == 24000
+        corr = best_correlation(received, reference)
+        print(f"received {len(received) / 24000:.2f} s of 24 kHz audio; correlation with the input speech {corr:.3f}")
+        assert corr > 0.5, f"returned audio does not match the spoken input (correlation {corr:.3f})"
+
+        # Chat round trip, keyboard only: type, press Enter.
+        page.get_by_label("Message").fill("hello")
+        page.get_by_label("Message").press("Enter")
+        reply = page.locator("[data-cvw=transcript] li[data-role=assistant]", has_text="You said: hello")
+        reply.wait_for(timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "widget-chat.png"))
+
+        page.get_by_role("button", name="Stop voice").click()
+        page.wait_for_function("window.converseWidgetStats.state === 'closed'")
+        assert errors == []
+    finally:
+        context.close()
+
+
+# --- temporary stack: control blueprint under hypercorn + a test-only echo WebSocket server -------
+import json as _json
+import socket as _socket
+import subprocess as _sp
+import sys as _sys
+import threading as _threading
+import time as _time
+import types as _types
+
+
+def _free_port() -> int:
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _echo_handler(ws):
+    ws.send(_json.dumps({"type": "start", "session_id": "s1", "audio": {"in_rate": 16000, "out_rate": 24000}}))
+    buf, silent, speaking = [], 0, False
+    for m in ws:
+        if isinstance(m, str):
+            d = _json.loads(m)
+            if d.get("type") == "text":
+                ws.send(_json.dumps({"type": "transcript", "role": "assistant", "text": "You said: " + d["text"]}))
+            continue
+        x = np.frombuffer(m, "<i2").astype(float)
+        e = np.sqrt(np.mean(x ** 2)) if len(x) else 0
+        if e > 300:
+            speaking, silent = True, 0
+        elif speaking:
+            silent += 1
+        if speaking:
+            buf.append(x)
+        if speaking and silent >= 30:
+            y = np.concatenate(buf)
+            t = np.arange(int(len(y) * 1.5)) / 1.5
+            z = np.interp(t, np.arange(len(y)), y).astype("<i2").tobytes()
+            for i in range(0, len(z), 960):
+                ws.send(z[i:i + 960])
+            ws.send(_json.dumps({"type": "transcript", "role": "assistant", "text": "I heard %.1f s" % (len(y) / 16000)}))
+            buf, speaking, silent = [], False, 0
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from websockets.sync.server import serve
+    ws_port, http_port = _free_port(), _free_port()
+    server = serve(_echo_handler, "127.0.0.1", ws_port)
+    t = _threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    d = tmp_path_factory.mktemp("app")
+    (d / "devapp.py").write_text("from quart_trio import QuartTrio\nfrom control.api.widget import widget_bp\n"
+                                 "app = QuartTrio(__name__)\napp.register_blueprint(widget_bp)\n")
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{d}")
+    proc = _sp.Popen([_sys.executable, "-m", "hypercorn", "--worker-class", "trio", "-b", f"127.0.0.1:{http_port}",
+                      "devapp:app"], env=env, cwd=d)
+    for _ in range(100):
+        try:
+            _socket.create_connection(("127.0.0.1", http_port), timeout=1).close()
+            break
+        except OSError:
+            _time.sleep(0.1)
+    try:
+        yield _types.SimpleNamespace(demo_url=f"http://127.0.0.1:{http_port}/demo?agent=echo&gateway=ws://127.0.0.1:{ws_port}")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        server.shutdown()
