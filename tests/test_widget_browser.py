@@ -10,8 +10,15 @@ shown, and that a chat message round-trips. Screenshots land in test-artifacts/.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import pathlib
+import socket
+import subprocess
+import sys
+import threading
+import time
+import types
 import wave
 
 import numpy as np
@@ -149,30 +156,138 @@ def test_demo_voice_and_chat_round_trip(browser, stack):
         context.close()
 
 
+# --- the widget against a scripted peer: clear, error, end, DTMF, odd-length binary frames ---------
+TONE_S = 5.0
+
+
+def _tone_24k() -> bytes:
+    t = np.arange(int(24000 * TONE_S)) / 24000
+    return (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+
+
+class ScriptedPeer:
+    """A test-only WebSocket peer that answers chat commands with protocol events."""
+
+    def __init__(self):
+        self.received: list = []
+        self.tone = _tone_24k()
+
+    def __call__(self, ws):
+        ws.send(json.dumps({"type": "start", "session_id": "scripted", "audio": {"in_rate": 16000, "out_rate": 24000}}))
+        for m in ws:
+            msg = json.loads(m) if isinstance(m, str) else {"binary": len(m)}
+            self.received.append(msg)
+            text = msg.get("text")
+            if msg.get("type") == "dtmf":
+                self.say(ws, f"digit {msg['digit']}")
+            elif text == "play":
+                # 961 + 959 + ... bytes: one sample straddles two frames; the widget must rejoin it.
+                ws.send(self.tone[:961])
+                for i in range(961, len(self.tone), 960):
+                    ws.send(self.tone[i:i + 960])
+                self.say(ws, "played")
+            elif text == "clear":
+                ws.send(json.dumps({"type": "clear"}))
+                self.say(ws, "cleared")
+            elif text == "oops":
+                ws.send(json.dumps({"type": "error", "code": "test", "message": "something broke"}))
+            elif text == "bye":
+                ws.send(json.dumps({"type": "end", "reason": "done"}))
+
+    @staticmethod
+    def say(ws, text):
+        ws.send(json.dumps({"type": "transcript", "role": "assistant", "text": text}))
+
+
+@pytest.fixture
+def scripted_peer():
+    from websockets.sync.server import serve
+    peer = ScriptedPeer()
+    port = _free_port()
+    server = serve(peer, "127.0.0.1", port)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield peer, f"ws://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        t.join(10)
+
+
+def _chat(page, text):
+    page.get_by_label("Message").fill(text)
+    page.get_by_role("button", name="Send").click()
+
+
+def _assistant_line(page, text):
+    return page.locator("[data-cvw=transcript] li[data-role=assistant]", has_text=text)
+
+
+def test_widget_protocol_events(browser, stack, scripted_peer):
+    peer, gateway = scripted_peer
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{stack.control_url}/demo?agent=scripted&gateway={gateway}&dtmf=1")
+        page.evaluate(COLLECT_AUDIO_JS)
+
+        _chat(page, "play")
+        _assistant_line(page, "played").wait_for()
+        stats = page.evaluate("() => window.converseWidgetStats")
+        assert stats["bytes_received"] == len(peer.tone) and stats["sample_rate"] == 24000
+        received = base64.b64decode(page.evaluate(RECEIVED_AUDIO_JS))
+        assert received == peer.tone          # sample-exact despite the odd-length frames
+        page.wait_for_function("window.converseWidgetStats.played_samples > 0")
+
+        # Barge-in: everything still queued is dropped, not played.
+        _chat(page, "clear")
+        _assistant_line(page, "cleared").wait_for()
+        page.wait_for_function("() => { const s = window.converseWidgetStats;"
+                               " return s.player_clears === 1 && s.buffered_ms === 0; }")
+        stats = page.evaluate("() => window.converseWidgetStats")
+        assert stats["clears"] == 1
+        assert stats["played_samples"] < 0.9 * TONE_S * stats["context_rate"]
+
+        _chat(page, "oops")
+        page.get_by_role("alert").filter(has_text="something broke").wait_for()
+
+        keypad = page.get_by_role("group", name="Keypad")
+        assert keypad.is_visible()
+        keypad.get_by_role("button", name="Key 5").click()
+        _assistant_line(page, "digit 5").wait_for()
+        assert {"type": "dtmf", "digit": "5"} in peer.received
+        assert {"type": "text", "text": "play"} in peer.received
+
+        _chat(page, "bye")
+        page.wait_for_function("window.converseWidgetStats.state === 'closed'")
+        assert page.evaluate("window.converseWidgetStats.end_reason") == "done"
+        page.get_by_role("status").filter(has_text="Conversation ended").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "widget-protocol.png"))
+        assert errors == []
+    finally:
+        context.close()
+
+
 # --- temporary stack: control blueprint under hypercorn + a test-only echo WebSocket server -------
-import json as _json
-import socket as _socket
-import subprocess as _sp
-import sys as _sys
-import threading as _threading
-import time as _time
-import types as _types
 
 
 def _free_port() -> int:
-    with _socket.socket() as s:
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def _echo_handler(ws):
-    ws.send(_json.dumps({"type": "start", "session_id": "s1", "audio": {"in_rate": 16000, "out_rate": 24000}}))
+    ws.send(json.dumps({"type": "start", "session_id": "s1", "audio": {"in_rate": 16000, "out_rate": 24000}}))
     buf, silent, speaking = [], 0, False
     for m in ws:
         if isinstance(m, str):
-            d = _json.loads(m)
+            d = json.loads(m)
             if d.get("type") == "text":
-                ws.send(_json.dumps({"type": "transcript", "role": "assistant", "text": "You said: " + d["text"]}))
+                ws.send(json.dumps({"type": "transcript", "role": "assistant", "text": "You said: " + d["text"]}))
             continue
         x = np.frombuffer(m, "<i2").astype(float)
         e = np.sqrt(np.mean(x ** 2)) if len(x) else 0
@@ -188,7 +303,7 @@ def _echo_handler(ws):
             z = np.interp(t, np.arange(len(y)), y).astype("<i2").tobytes()
             for i in range(0, len(z), 960):
                 ws.send(z[i:i + 960])
-            ws.send(_json.dumps({"type": "transcript", "role": "assistant", "text": "I heard %.1f s" % (len(y) / 16000)}))
+            ws.send(json.dumps({"type": "transcript", "role": "assistant", "text": "I heard %.1f s" % (len(y) / 16000)}))
             buf, speaking, silent = [], False, 0
 
 
@@ -197,22 +312,23 @@ def stack(tmp_path_factory):
     from websockets.sync.server import serve
     ws_port, http_port = _free_port(), _free_port()
     server = serve(_echo_handler, "127.0.0.1", ws_port)
-    t = _threading.Thread(target=server.serve_forever, daemon=True)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
     d = tmp_path_factory.mktemp("app")
     (d / "devapp.py").write_text("from quart_trio import QuartTrio\nfrom control.api.widget import widget_bp\n"
                                  "app = QuartTrio(__name__)\napp.register_blueprint(widget_bp)\n")
     env = dict(os.environ, PYTHONPATH=f"{ROOT}:{d}")
-    proc = _sp.Popen([_sys.executable, "-m", "hypercorn", "--worker-class", "trio", "-b", f"127.0.0.1:{http_port}",
+    proc = subprocess.Popen([sys.executable, "-m", "hypercorn", "--worker-class", "trio", "-b", f"127.0.0.1:{http_port}",
                       "devapp:app"], env=env, cwd=d)
     for _ in range(100):
         try:
-            _socket.create_connection(("127.0.0.1", http_port), timeout=1).close()
+            socket.create_connection(("127.0.0.1", http_port), timeout=1).close()
             break
         except OSError:
-            _time.sleep(0.1)
+            time.sleep(0.1)
     try:
-        yield _types.SimpleNamespace(demo_url=f"http://127.0.0.1:{http_port}/demo?agent=echo&gateway=ws://127.0.0.1:{ws_port}")
+        yield types.SimpleNamespace(control_url=f"http://127.0.0.1:{http_port}",
+                                     demo_url=f"http://127.0.0.1:{http_port}/demo?agent=echo&gateway=ws://127.0.0.1:{ws_port}")
     finally:
         proc.terminate()
         proc.wait(10)

@@ -7,11 +7,12 @@ origin. The demo page is rendered per request and never cached.
 
 ``/demo`` picks its target in this order:
   1. query parameters ``?agent=ID`` or ``?flow=ID`` (and optionally ``&gateway=ws://HOST:PORT``);
-  2. ``app.config["CONVERSE_DEMO_TARGET"]``: an async callable returning ``("agent"|"flow", id)`` or
-     ``None`` — the app factory wires it to the store (first active web channel targeting an echo
-     agent);
+  2. ``app.config["CONVERSE_DEMO_TARGET"]`` if set: an async callable returning
+     ``("agent"|"flow", id)`` or ``None``;
+  3. the control plane's store (``app.config["CONVERSE_STATE"]``): the oldest active web channel
+     whose target is an ``echo`` agent (``converse up`` creates one);
 and the gateway URL from ``?gateway=``, else ``app.config["CONVERSE_GATEWAY_PUBLIC_URL"]``, else the
-request's host on port 8080 (``ws://`` or ``wss://`` to match the page's scheme).
+settings' ``gateway_public_url``, else the request's host on port 8080.
 """
 from __future__ import annotations
 
@@ -94,6 +95,9 @@ def _error(status: int, message: str) -> Response:
 
 def _default_gateway() -> str:
     configured = current_app.config.get("CONVERSE_GATEWAY_PUBLIC_URL")
+    if not configured:
+        app_state = current_app.config.get("CONVERSE_STATE")
+        configured = getattr(getattr(app_state, "settings", None), "gateway_public_url", None)
     if configured:
         return str(configured).rstrip("/")
     scheme = "wss" if request.scheme == "https" else "ws"
@@ -101,11 +105,25 @@ def _default_gateway() -> str:
     return f"{scheme}://{host}:{DEFAULT_GATEWAY_PORT}"
 
 
+def _first_echo_web_target(tx) -> tuple[str, str] | None:
+    from control.store import repo   # only when running inside the control plane
+
+    echo = {a.id for a in repo.list_agents(tx) if a.kind == "echo"}
+    for channel in repo.list_channels(tx, status="active", type="web"):
+        if channel.agent_id in echo:
+            return ("agent", channel.agent_id)
+    return None
+
+
 async def _discover_target() -> DemoTarget | None:
     finder = current_app.config.get("CONVERSE_DEMO_TARGET")
     if finder is None:
-        return None
-    found = await finder()
+        app_state = current_app.config.get("CONVERSE_STATE")
+        if app_state is None:
+            return None
+        found = await app_state.store.read(_first_echo_web_target)
+    else:
+        found = await finder()
     if not found:
         return None
     kind, target_id = found

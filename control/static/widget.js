@@ -100,7 +100,7 @@
       bytes_received: 0, frames_received: 0, bytes_sent: 0, frames_sent: 0,
       transcripts_received: 0, last_transcript: null, texts_sent: 0,
       errors: 0, last_error: null, clears: 0, marks: 0, end_reason: null,
-      played_samples: 0, underruns: 0, dropped_samples: 0, buffered_ms: 0,
+      played_samples: 0, underruns: 0, dropped_samples: 0, buffered_ms: 0, player_clears: 0,
       close_code: null, session: null, version: VERSION,
     };
     this._build(container);
@@ -374,6 +374,7 @@
       if (!s || s.type !== "stats") return;
       self.stats.played_samples = s.played; self.stats.underruns = s.underruns;
       self.stats.dropped_samples = s.dropped; self.stats.buffered_ms = s.buffered_ms;
+      self.stats.player_clears = s.cleared;
     };
     this.playbackNode.connect(this.ctx.destination);
   };
