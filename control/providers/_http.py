@@ -1,0 +1,128 @@
+"""Shared plumbing for provider modules: deadlines, SDK threads, httpx calls, error mapping.
+
+Every provider call ends in exactly one of: a result, :class:`ProviderRejected` (the provider said
+no), :class:`ProviderUnavailable` (unreachable, 5xx, garbage; :class:`ProviderRateLimited` for 429),
+or :class:`ProviderTimeout`. Messages carry the provider's own words but never credentials: we
+build them ourselves from status codes and the provider's error text, never from request objects.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, TypeVar
+
+import httpx
+import trio
+
+from control.providers.base import (SDK_LIMITER, ProviderRejected, ProviderTimeout,
+                                    ProviderUnavailable)
+
+T = TypeVar("T")
+
+# Cap on how much of a provider's error text goes into our messages (and so into API answers).
+MAX_ERROR_TEXT = 300
+
+
+class ProviderRateLimited(ProviderUnavailable):
+    """HTTP 429: transient, retry after ``retry_after`` seconds (None when the provider gave none)."""
+
+    def __init__(self, provider: str, message: str, *, status: int | None = 429,
+                 retry_after: float | None = None):
+        super().__init__(provider, message, status=status)
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After in delta-seconds form; HTTP-date form and garbage give None."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def clip(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_ERROR_TEXT else text[:MAX_ERROR_TEXT] + "..."
+
+
+def error_for_status(provider: str, status: int, words: str, *, code: object = None,
+                     retry_after: float | None = None) -> Exception:
+    """Map a provider's HTTP error answer to our error classes.
+
+    4xx means the provider understood us and refused (422 upstream), except 408/429 which are
+    transient; 5xx and anything stranger mean "try again later" (502).
+    """
+    where = f"code {code}, HTTP {status}" if code not in (None, "", status) else f"HTTP {status}"
+    message = f"{clip(words)} ({where})" if words else where
+    if status == 429:
+        return ProviderRateLimited(provider, message, status=status, retry_after=retry_after)
+    if 400 <= status < 500 and status != 408:
+        return ProviderRejected(provider, message, status=status)
+    return ProviderUnavailable(provider, message, status=status)
+
+
+async def run_sdk(provider: str, deadline: float, fn: Callable[[], T]) -> T:
+    """Run a blocking SDK call in a worker thread under SDK_LIMITER and ``deadline`` seconds.
+
+    A thread cannot be cancelled: on timeout we abandon it (it keeps its limiter token until it
+    returns), so callers must also give the SDK's HTTP client a timeout so the thread does end.
+    """
+    try:
+        with trio.fail_after(deadline):
+            return await trio.to_thread.run_sync(fn, limiter=SDK_LIMITER, abandon_on_cancel=True)
+    except trio.TooSlowError:
+        raise ProviderTimeout(provider, f"no answer within {deadline:g} s") from None
+
+
+def json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+class HttpJson:
+    """A tiny JSON-over-HTTPS caller on httpx with one deadline per call.
+
+    ``words_of`` extracts ``(text, code)`` -- the provider's human-readable error text and its own
+    error code, if any -- from a decoded error body; it must not raise on odd shapes.
+    """
+
+    def __init__(self, provider: str, deadline: float,
+                 words_of: Callable[[Any], tuple[str, object]]):
+        self.provider = provider
+        self.deadline = deadline
+        self.words_of = words_of
+
+    async def request(self, method: str, url: str, *, auth: httpx.Auth | tuple | None = None,
+                      headers: dict | None = None, params: dict | None = None,
+                      json_body: Any = None, form: dict | None = None) -> Any:
+        """Send one request; return the decoded JSON body of a 2xx answer (None when empty)."""
+        timeout = httpx.Timeout(self.deadline)
+        try:
+            with trio.fail_after(self.deadline):
+                # trust_env=False: a stray HTTP(S)_PROXY must not receive our Authorization header.
+                async with httpx.AsyncClient(timeout=timeout, trust_env=False,
+                                             follow_redirects=False) as client:
+                    response = await client.request(method, url, auth=auth, headers=headers,
+                                                    params=params, json=json_body, data=form)
+        except (trio.TooSlowError, httpx.TimeoutException):
+            raise ProviderTimeout(self.provider, f"no answer within {self.deadline:g} s") from None
+        except httpx.HTTPError as exc:
+            raise ProviderUnavailable(self.provider, f"cannot reach the API: "
+                                      f"{type(exc).__name__}") from None
+        return self._decode(response)
+
+    def _decode(self, response: httpx.Response) -> Any:
+        body = json_or_none(response.text) if response.content else None
+        status = response.status_code
+        if 200 <= status < 300:
+            if response.content and body is None:
+                raise ProviderUnavailable(self.provider, f"unparseable answer (HTTP {status})",
+                                          status=status)
+            return body
+        words, code = self.words_of(body) if body is not None else ("", None)
+        raise error_for_status(self.provider, status, words, code=code,
+                               retry_after=parse_retry_after(response.headers.get("retry-after")))

@@ -1,0 +1,181 @@
+"""Twilio (voice and SMS) through the official ``twilio`` SDK.
+
+The SDK is blocking: every call runs in a worker thread (:func:`run_sdk`) with the SDK's own HTTP
+timeout set to the same deadline, so an abandoned thread ends too. The configured base URL goes
+into ``client.api.base_url``, the documented per-domain override (protocols.md 2.5): every
+2010-04-01 resource we use (Accounts, IncomingPhoneNumbers, Messages) lives on that domain.
+
+Idempotency: Twilio's Messages API documents no idempotency key (``I-Twilio-Idempotency-Token`` is
+a header Twilio puts on *its* webhook requests, not one it honours on ours), so ``send_message``
+cannot make a retried create safe by itself; the outbox reconciles by listing sent messages
+(:meth:`TwilioProvider.find_sent`) before it retries an uncertain send.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from control.config import ProviderEndpoints
+from control.providers._http import (ProviderRateLimited, error_for_status, parse_retry_after,
+                                     run_sdk)
+from control.providers.base import (DEFAULT_DEADLINE_S, AccountInfo, NumberInfo, Provider,
+                                    ProviderRejected, ProviderTimeout, ProviderUnavailable,
+                                    WebhookResult)
+
+NAME = "twilio"
+MAX_NUMBERS = 1000          # an account with more numbers than this is not an operator's console
+_URL_FIELDS = {"voice": ("voice_url", "voice_method", "voice_application_sid"),
+               "sms": ("sms_url", "sms_method", "sms_application_sid")}
+
+
+class _HttpClient(TwilioHttpClient):
+    """Keeps the last response's headers: TwilioRestException drops Retry-After."""
+
+    last_headers: dict = {}
+
+    def request(self, *args, **kwargs):
+        response = super().request(*args, **kwargs)
+        self.last_headers = dict(response.headers or {})
+        return response
+
+
+class _Call:
+    """One SDK client per operation, so credentials never outlive the request."""
+
+    def __init__(self, creds: dict, base_url: str, deadline: float):
+        missing = [f for f in TwilioProvider.credential_fields if not creds.get(f)]
+        if missing:
+            raise ProviderRejected(NAME, f"missing credential field(s): {', '.join(missing)}")
+        self.sid = str(creds["account_sid"])
+        self.http = _HttpClient(timeout=deadline)
+        # environment={} keeps TWILIO_EDGE/TWILIO_REGION from rewriting the configured host.
+        self.client = Client(self.sid, str(creds["auth_token"]), account_sid=self.sid,
+                             http_client=self.http, environment={})
+        self.client.api.base_url = base_url
+        self.account = self.client.api.v2010.accounts(self.sid)
+
+    def translate(self, exc: BaseException) -> BaseException:
+        """Map an SDK/transport exception to ours; the message holds Twilio's words, no secrets."""
+        if isinstance(exc, TwilioRestException):
+            words = str(exc.msg or "")
+            # The SDK prefixes "Unable to fetch record: " etc.; keep Twilio's own sentence.
+            if words.startswith("Unable to ") and ": " in words:
+                words = words.split(": ", 1)[1]
+            retry = parse_retry_after(_header(self.http.last_headers, "retry-after"))
+            return error_for_status(NAME, int(exc.status), words, code=exc.code, retry_after=retry)
+        if isinstance(exc, TwilioServiceException):
+            words = exc.detail or exc.title or ""
+            retry = parse_retry_after(_header(self.http.last_headers, "retry-after"))
+            return error_for_status(NAME, int(exc.status), words, code=exc.code, retry_after=retry)
+        if isinstance(exc, requests.exceptions.Timeout):
+            return ProviderTimeout(NAME, "no answer within the deadline")
+        if isinstance(exc, requests.exceptions.RequestException):
+            return ProviderUnavailable(NAME, f"cannot reach the API: {type(exc).__name__}")
+        if isinstance(exc, (ValueError, KeyError, TypeError, TwilioException)):
+            return ProviderUnavailable(NAME, f"unparseable answer: {type(exc).__name__}")
+        return exc
+
+
+def _header(headers: dict, name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _number_info(pn: Any) -> NumberInfo:
+    caps = pn.capabilities if isinstance(pn.capabilities, dict) else {}
+    return NumberInfo(number=pn.phone_number or "", provider_id=pn.sid or "",
+                      capabilities={k: bool(v) for k, v in caps.items()})
+
+
+class TwilioProvider(Provider):
+    name = NAME
+    channel_types = ("voice", "sms")
+    credential_fields = ("account_sid", "auth_token")
+
+    def __init__(self, endpoints: ProviderEndpoints, deadline: float = DEFAULT_DEADLINE_S):
+        self.base_url = endpoints.twilio.rstrip("/")
+        self.deadline = deadline
+
+    async def _run(self, creds: dict, op: Callable[[_Call], Any]) -> Any:
+        call = _Call(creds, self.base_url, self.deadline)
+
+        def work():
+            try:
+                return op(call)
+            except Exception as exc:          # translated in the thread: no SDK types escape
+                translated = call.translate(exc)
+                if translated is exc:
+                    raise
+                raise translated from None
+
+        return await run_sdk(NAME, self.deadline, work)
+
+    async def verify(self, creds: dict) -> AccountInfo:
+        account = await self._run(creds, lambda c: c.account.fetch())
+        status = account.status or ""
+        if status in ("suspended", "closed"):
+            raise ProviderRejected(NAME, f"account {account.sid} is {status}")
+        return AccountInfo(account_id=account.sid or "", name=account.friendly_name or "",
+                           status=status)
+
+    async def list_numbers(self, creds: dict) -> list[NumberInfo]:
+        numbers = await self._run(
+            creds, lambda c: c.account.incoming_phone_numbers.list(limit=MAX_NUMBERS, page_size=50))
+        return [_number_info(pn) for pn in numbers]
+
+    async def configure_webhook(self, creds: dict, number: NumberInfo, url: str,
+                                channel_type: str) -> WebhookResult:
+        url_field, method_field, app_field = self._fields(channel_type)
+        # An application sid on the number overrides its URL (protocols.md 2.4): clear it.
+        changes = {url_field: url, method_field: "POST", app_field: ""}
+        pn = await self._update_number(creds, number, changes)
+        if getattr(pn, url_field) != url:
+            raise ProviderUnavailable(NAME, f"{url_field} did not take on {number.number}")
+        return WebhookResult(configured=True,
+                             detail=f"{number.number}: {url_field} = {url} (POST)")
+
+    async def remove_webhook(self, creds: dict, number: NumberInfo,
+                             channel_type: str) -> WebhookResult:
+        url_field, _, _ = self._fields(channel_type)
+        await self._update_number(creds, number, {url_field: ""})
+        return WebhookResult(configured=True, detail=f"{number.number}: {url_field} cleared")
+
+    async def send_message(self, creds: dict, sender: str, to: str, text: str,
+                           idempotency_key: str) -> str:
+        # No documented idempotency parameter exists for Messages (see the module docstring).
+        message = await self._run(
+            creds, lambda c: c.account.messages.create(from_=sender, to=to, body=text))
+        return message.sid
+
+    async def find_sent(self, creds: dict, sender: str, to: str, text: str,
+                        limit: int = 50) -> list[str]:
+        """Sids of recently sent messages from ``sender`` to ``to`` with body ``text``, newest
+        first: how an outbox tells "sent but unrecorded" from "never sent" before retrying."""
+        messages = await self._run(
+            creds, lambda c: c.account.messages.list(from_=sender, to=to, limit=limit))
+        return [m.sid for m in messages if m.body == text]
+
+    @staticmethod
+    def _fields(channel_type: str) -> tuple[str, str, str]:
+        try:
+            return _URL_FIELDS[channel_type]
+        except KeyError:
+            raise ValueError(f"twilio serves {TwilioProvider.channel_types}, "
+                             f"not {channel_type!r}") from None
+
+    async def _update_number(self, creds: dict, number: NumberInfo, changes: dict) -> Any:
+        sid = number.provider_id or await self._sid_of(creds, number.number)
+        return await self._run(
+            creds, lambda c: c.account.incoming_phone_numbers(sid).update(**changes))
+
+    async def _sid_of(self, creds: dict, phone_number: str) -> str:
+        for info in await self.list_numbers(creds):
+            if info.number == phone_number:
+                return info.provider_id
+        raise ProviderRejected(NAME, f"number {phone_number} is not on this account")
