@@ -35,7 +35,7 @@
     ".cvw h2{font-size:15px;margin:0 0 8px}" +
     ".cvw button{font:inherit;padding:6px 12px;border-radius:6px;border:1px solid #8c959f;background:#f6f8fa;cursor:pointer}" +
     ".cvw button:focus-visible,.cvw input:focus-visible{outline:2px solid #0969da;outline-offset:2px}" +
-    ".cvw button[aria-pressed=true]{background:#cf222e;color:#fff;border-color:#a40e26}" +
+    ".cvw button[data-active=true]{background:#cf222e;color:#fff;border-color:#a40e26}" +
     ".cvw-row{display:flex;gap:6px;align-items:center;margin:6px 0}" +
     ".cvw-status{color:#57606a;font-size:12px}" +
     ".cvw-log{list-style:none;margin:8px 0;padding:6px;height:180px;overflow-y:auto;border:1px solid #d0d7de;border-radius:6px;background:#f6f8fa}" +
@@ -97,7 +97,7 @@
     this.listeners = {};           // name -> [fn]: "audio" (Int16Array, 24 kHz), "event" (JSON), "state"
     this.stats = {
       state: "idle", ws_url: null, sample_rate: DOWN_RATE, context_rate: 0,
-      bytes_received: 0, frames_received: 0, bytes_sent: 0, frames_sent: 0,
+      bytes_received: 0, frames_received: 0, bytes_sent: 0, frames_sent: 0, frames_dropped: 0,
       transcripts_received: 0, last_transcript: null, texts_sent: 0,
       errors: 0, last_error: null, clears: 0, marks: 0, end_reason: null,
       played_samples: 0, underruns: 0, dropped_samples: 0, buffered_ms: 0, player_clears: 0,
@@ -114,7 +114,8 @@
     root.appendChild(el("h2", { id: id + "-title" }, this.opts.title || "Talk to us"));
     var status = el("div", { "class": "cvw-status", role: "status", "aria-live": "polite" }, "Not connected");
     var row = el("div", { "class": "cvw-row" });
-    var voiceBtn = el("button", { type: "button", "aria-pressed": "false", "data-cvw": "voice" }, "Start voice");
+    // The label itself says what a press does (Start/Stop), so no aria-pressed on top of it.
+    var voiceBtn = el("button", { type: "button", "data-cvw": "voice", "data-active": "false" }, "Start voice");
     row.appendChild(voiceBtn);
     var log = el("ul", { "class": "cvw-log", role: "log", "aria-live": "polite", "aria-label": "Conversation transcript",
       tabindex: "0", "data-cvw": "transcript" });
@@ -408,7 +409,7 @@
         var ws = self.ws;
         if (!ws || ws.readyState !== 1) return;
         // Don't let a stalled network grow the browser's send queue without bound.
-        if (ws.bufferedAmount > 64000) return;
+        if (ws.bufferedAmount > 64000) { self.stats.frames_dropped++; return; }
         ws.send(e.data);
         self.stats.frames_sent++;
         self.stats.bytes_sent += e.data.byteLength;
@@ -423,7 +424,7 @@
   };
 
   Widget.prototype._voiceUi = function (on) {
-    this.ui.voiceBtn.setAttribute("aria-pressed", on ? "true" : "false");
+    this.ui.voiceBtn.setAttribute("data-active", on ? "true" : "false");
     this.ui.voiceBtn.textContent = on ? "Stop voice" : "Start voice";
   };
 
