@@ -1,0 +1,77 @@
+"""The HTTP text agent: each user text is POSTed to ``config["url"]``; the reply becomes a transcript.
+
+Request body: ``{"conversation_id", "text", "channel_id", "caller"}`` (JSON). Reply: JSON with a
+``text`` (or ``reply``) string, or ``text/plain``. Each request runs under
+``limits.agent_request_timeout_s``; a failure is an ``error`` event and the conversation goes on.
+Audio is not understood: the first frame gets one ``error`` event saying so, the rest are ignored.
+"""
+from __future__ import annotations
+
+import logging
+
+import httpx
+import msgspec
+import trio
+
+from gateway.protocols.canonical import End, Error, Start, Text, Transcript
+from gateway.limits import Limits
+
+log = logging.getLogger("converse.agents.http")
+
+
+class HttpAgent:
+    def __init__(self, config: dict, limits: Limits):
+        self.url = config.get("url")
+        headers = config.get("headers") or {}
+        self.headers = {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
+        self.limits = limits
+
+    async def run(self, start: Start, inbox, outbox: trio.MemorySendChannel) -> None:
+        if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
+            await outbox.send(Error(code="agent_misconfigured", message="the agent has no valid URL"))
+            await outbox.send(End(reason="agent_misconfigured"))
+            return
+        told_audio = False
+        timeout = httpx.Timeout(self.limits.agent_request_timeout_s,
+                                connect=self.limits.agent_connect_timeout_s)
+        async with httpx.AsyncClient(timeout=timeout, headers=self.headers) as client:
+            async for item in inbox:
+                if type(item) is bytes:
+                    if not told_audio:
+                        told_audio = True
+                        await outbox.send(Error(code="text_only",
+                                                message="this agent understands text only"))
+                elif isinstance(item, Text):
+                    await outbox.send(await self._ask(client, start, item.text))
+                elif isinstance(item, End):
+                    break
+
+    async def _ask(self, client: httpx.AsyncClient, start: Start, text: str):
+        body = {"conversation_id": start.session_id, "text": text,
+                "channel_id": start.channel_id, "caller": start.caller}
+        try:
+            with trio.fail_after(self.limits.agent_request_timeout_s):
+                response = await client.post(self.url, json=body)
+        except (httpx.HTTPError, trio.TooSlowError) as exc:
+            log.warning("http agent %s failed: %s", self.url, type(exc).__name__)
+            return Error(code="agent_unavailable", message="the agent did not answer")
+        if response.status_code >= 400:
+            return Error(code="agent_error", message=f"the agent answered HTTP {response.status_code}")
+        reply = _reply_text(response)
+        if reply is None:
+            return Error(code="agent_error", message="the agent's reply has no text")
+        return Transcript(role="assistant", text=reply[:4096])
+
+
+def _reply_text(response: httpx.Response) -> str | None:
+    if response.headers.get("content-type", "").startswith("application/json"):
+        try:
+            data = msgspec.json.decode(response.content)
+        except msgspec.DecodeError:
+            return None
+        if isinstance(data, dict):
+            for key in ("text", "reply"):
+                if isinstance(data.get(key), str):
+                    return data[key]
+        return None
+    return response.text[:10_000]

@@ -1,0 +1,498 @@
+"""The WebSocket transport: a small Trio driver around ``websockets``' Sans-I/O protocol objects.
+
+Chosen by measurement (benchmarks/ws_transport.py, README "Architecture"): the ``websockets``
+``ServerProtocol``/``ClientProtocol`` parse and render frames (RFC 6455 complete, C-accelerated
+masking); this module only moves bytes between them and a Trio stream. Everything the rest of the
+gateway needs from a WebSocket library is here, so replacing the library touches one module:
+
+- ``serve(handler, host, port, limits=...)``: accept loop (optionally ``SO_REUSEPORT`` for one process
+  per core); reads the upgrade request under the handshake deadline and hands the handler a
+  ``Handshake`` it answers with ``accept()`` (-> ``WebSocket``), ``reject(status, body)`` or
+  ``respond(...)`` (plain HTTP, e.g. ``/metrics``) — so a request can be refused before the upgrade.
+- ``connect(url, headers, timeout)``: the client side, for the external agent connector and tests.
+- ``WebSocket``: ``receive() -> bytes | str``, ``send(bytes | str)``, ``close(code, reason)``,
+  ``keepalive(interval)``, ``aclose()``. Errors surface as ``ConnectionClosed(code, reason)``.
+
+Concurrency rule: one task reads (``receive``), any number of tasks may send; frames are rendered
+into the protocol's write queue synchronously and flushed under one lock, so bytes leave in the order
+they were rendered (a close frame is never overtaken by data rendered before it).
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import socket as _stdsocket
+import ssl
+import urllib.parse
+
+import trio
+from websockets.client import ClientProtocol
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidStatus, InvalidURI
+from websockets.frames import Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
+
+from gateway.limits import Limits
+
+log = logging.getLogger("converse.transport")
+
+RECEIVE_BYTES = 65536
+_TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
+_OPEN, _CLOSED = State.OPEN, State.CLOSED
+
+
+class ConnectionClosed(Exception):
+    """The WebSocket is closed (or failed); ``code``/``reason`` say why (1006 when TCP just died)."""
+
+    def __init__(self, code: int, reason: str = ""):
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.reason}".strip()
+
+
+class HandshakeError(Exception):
+    """The opening handshake failed: timeout, refused connection, or an HTTP status other than 101."""
+
+    def __init__(self, message: str, status: int | None = None, body: bytes = b""):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class WebSocket:
+    """One open WebSocket connection on a Trio stream."""
+
+    def __init__(self, stream: trio.abc.Stream, protocol, limits: Limits, *,
+                 request: Request | None = None, remote: str = ""):
+        self._stream = stream
+        self._proto = protocol
+        self._limits = limits
+        self._lock = trio.StrictFIFOLock()
+        self._fragments: list[bytes] | None = None
+        self._fragment_text = False
+        self._ready: list = []             # messages parsed but not yet returned by receive()
+        self._closed: ConnectionClosed | None = None
+        self._rx = 0                       # bumped on every read: the keepalive watches it
+        self.request = request
+        self.remote = remote
+
+    # -- receiving ---------------------------------------------------------------------------
+    async def receive(self) -> bytes | str:
+        """The next complete message: ``bytes`` (binary) or ``str`` (text, valid UTF-8)."""
+        ready = self._ready
+        while not ready:
+            if self._closed is not None:
+                raise self._closed
+            try:
+                data = await self._stream.receive_some(RECEIVE_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+                if self._closed is not None:
+                    raise self._closed from None
+            self._rx += 1
+            proto = self._proto
+            if data:
+                proto.receive_data(data)
+            else:
+                proto.receive_eof()
+            events = proto.events_received()
+            if events:
+                self._handle_frames(events)
+            if proto.writes:
+                await self._flush()
+            if self._closed is None and (proto.parser_exc is not None or proto.state is _CLOSED):
+                self._closed = self._close_state()
+        return ready.pop(0)
+
+    def _handle_frames(self, frames) -> None:
+        for frame in frames:
+            op = frame.opcode
+            if op is _BINARY or op is _TEXT:
+                if frame.fin:
+                    self._deliver(frame.data, op is _TEXT)
+                else:
+                    self._fragments = [frame.data]
+                    self._fragment_text = op is _TEXT
+            elif op is _CONT:
+                self._fragments.append(frame.data)
+                if frame.fin:
+                    data, self._fragments = b"".join(self._fragments), None
+                    self._deliver(data, self._fragment_text)
+            elif op is _CLOSE:
+                self._closed = self._close_state()
+                return
+            # ping/pong: the protocol object already queued the pong
+
+    def _deliver(self, data, is_text: bool) -> None:
+        if not is_text:
+            self._ready.append(data if type(data) is bytes else bytes(data))
+            return
+        try:
+            self._ready.append(bytes(data).decode("utf-8"))
+        except UnicodeDecodeError:
+            # websockets leaves UTF-8 validation of text messages to the I/O layer: that is us.
+            self._proto.fail(1007, "invalid UTF-8 in text message")
+            self._closed = ConnectionClosed(1007, "invalid UTF-8 in text message")
+
+    def _close_state(self) -> ConnectionClosed:
+        proto = self._proto
+        close = proto.close_rcvd if proto.close_rcvd is not None else proto.close_sent
+        if close is None:
+            return ConnectionClosed(1006, "connection lost")
+        return ConnectionClosed(close.code, close.reason)
+
+    # -- sending -----------------------------------------------------------------------------
+    async def send(self, message: bytes | str) -> None:
+        """Send one message; raises ``ConnectionClosed`` if the connection is gone or the write
+        stayed blocked past ``limits.write_timeout_s`` (then the connection is aborted with 1011)."""
+        proto = self._proto
+        if self._closed is not None or proto.state is not _OPEN:
+            raise self._closed or self._close_state()
+        if type(message) is str:
+            proto.send_text(message.encode("utf-8"))
+        else:
+            proto.send_binary(message)
+        await self._flush()
+
+    async def send_text(self, utf8: bytes) -> None:
+        """Send already UTF-8-encoded bytes as a text message (no decode/encode round trip)."""
+        proto = self._proto
+        if self._closed is not None or proto.state is not _OPEN:
+            raise self._closed or self._close_state()
+        proto.send_text(utf8)
+        await self._flush()
+
+    async def send_many(self, messages) -> None:
+        """Render several messages and flush them with one write (fewer syscalls per frame)."""
+        proto = self._proto
+        if self._closed is not None or proto.state is not _OPEN:
+            raise self._closed or self._close_state()
+        for message in messages:
+            if type(message) is str:
+                proto.send_text(message.encode("utf-8"))
+            else:
+                proto.send_binary(message)
+        await self._flush()
+
+    async def ping(self, payload: bytes = b"") -> None:
+        if self._proto.state is _OPEN:
+            self._proto.send_ping(payload)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        async with self._lock:
+            writes = self._proto.data_to_send()
+            if not writes:
+                return
+            eof = writes[-1] == b""
+            data = writes[0] if len(writes) == 1 else b"".join(writes)
+            try:
+                if data:
+                    with trio.move_on_after(self._limits.write_timeout_s) as scope:
+                        await self._stream.send_all(data)
+                    if scope.cancelled_caught:
+                        await self._abort(1011, "write blocked: peer not reading")
+                        raise self._closed
+                if eof:
+                    await self._half_close()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                if self._closed is None:
+                    self._closed = ConnectionClosed(1006, "connection lost")
+                raise self._closed from None
+
+    async def _half_close(self) -> None:
+        send_eof = getattr(self._stream, "send_eof", None)
+        try:
+            if send_eof is not None:
+                await send_eof()
+            else:
+                await self._stream.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+    async def _abort(self, code: int, reason: str) -> None:
+        """Drop the TCP connection without a closing handshake (peer unresponsive)."""
+        if self._closed is None:
+            self._closed = ConnectionClosed(code, reason)
+        await trio.aclose_forcefully(self._stream)
+
+    # -- closing -----------------------------------------------------------------------------
+    @property
+    def closed(self) -> ConnectionClosed | None:
+        return self._closed
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (send a close frame). The reading task sees the peer's
+        answer as ``ConnectionClosed``; ``aclose()`` finishes the job."""
+        proto = self._proto
+        if proto.state is not _OPEN or self._closed is not None:
+            return
+        proto.send_close(code, reason[:120])
+        try:
+            await self._flush()
+        except ConnectionClosed:
+            pass
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Close completely: send a close frame if none was sent, wait (bounded) for the peer's,
+        then close TCP. Call it when no other task is reading any more."""
+        try:
+            await self.close(code, reason)
+            with trio.move_on_after(self._limits.close_timeout_s):
+                while True:
+                    await self.receive()       # discard late messages until the peer's close
+        except ConnectionClosed:
+            pass
+        finally:
+            await trio.aclose_forcefully(self._stream)
+
+    async def keepalive(self, interval: float) -> None:
+        """Ping every ``interval``; a peer that sent nothing at all across a full interval after a
+        ping is half-open: the connection is aborted with 1011 (detection within two intervals).
+        Runs until cancelled or the connection closes."""
+        seen = -1
+        while self._closed is None:
+            if self._rx == seen:
+                await self._abort(1011, "keepalive ping timeout")
+                return
+            seen = self._rx
+            try:
+                await self.ping()
+            except ConnectionClosed:
+                return
+            await trio.sleep(interval)
+
+
+# -- server side -------------------------------------------------------------------------------
+class Handshake:
+    """An upgrade request read off a new connection. The server's hook must answer it exactly once:
+    ``accept()``, ``reject(status, body)`` or ``respond(status, body, content_type)``."""
+
+    def __init__(self, stream, protocol: ServerProtocol, request: Request, remote_ip: str,
+                 limits: Limits):
+        self._stream = stream
+        self._proto = protocol
+        self._limits = limits
+        self.request = request
+        self.remote_ip = remote_ip
+        split = urllib.parse.urlsplit(request.path)
+        self.path = split.path
+        self.query = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
+        self.headers: Headers = request.headers
+        self.websocket: WebSocket | None = None
+        self.answered = False
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get_all(name)
+        return values[0] if len(values) == 1 else None
+
+    async def accept(self) -> WebSocket:
+        """Complete the upgrade. Raises ``HandshakeError`` (after answering the client with the
+        right 4xx) when the request is not a valid WebSocket upgrade."""
+        self.answered = True
+        response = self._proto.accept(self.request)
+        self._proto.send_response(response)
+        ws = WebSocket(self._stream, self._proto, self._limits, request=self.request,
+                       remote=self.remote_ip)
+        await ws._flush()
+        if response.status_code != 101:
+            raise HandshakeError("not a valid WebSocket upgrade", response.status_code)
+        self.websocket = ws
+        return ws
+
+    async def reject(self, status: int, body: str, headers: dict | None = None) -> None:
+        """Refuse before the upgrade with an HTTP status and a short plain-text reason."""
+        self.answered = True
+        response = self._proto.reject(status, body if body.endswith("\n") else body + "\n")
+        for key, value in (headers or {}).items():
+            response.headers[key] = value
+        await self._send_response(response)
+
+    async def respond(self, status: int, body: bytes, content_type: str) -> None:
+        """A plain HTTP answer on the WebSocket port (health checks, metrics)."""
+        self.answered = True
+        response = self._proto.reject(status, "")
+        response.headers["Content-Type"] = content_type
+        response.headers["Content-Length"] = str(len(body))
+        response = Response(response.status_code, response.reason_phrase, response.headers, body)
+        await self._send_response(response)
+
+    async def _send_response(self, response: Response) -> None:
+        self._proto.send_response(response)
+        data = b"".join(self._proto.data_to_send())
+        with trio.move_on_after(self._limits.write_timeout_s):
+            try:
+                await self._stream.send_all(data)
+                await self._stream.send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+
+
+async def _read_request(stream, proto: ServerProtocol) -> Request | None:
+    while True:
+        try:
+            data = await stream.receive_some(RECEIVE_BYTES)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return None
+        if data:
+            proto.receive_data(data)
+        else:
+            proto.receive_eof()
+        for event in proto.events_received():
+            if isinstance(event, Request):
+                return event
+        writes = proto.data_to_send()
+        if writes:                       # the protocol answered an unparseable request itself
+            try:
+                await stream.send_all(b"".join(writes))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            return None
+        if not data:
+            return None
+
+
+def _remote_ip(stream) -> str:
+    try:
+        return stream.socket.getpeername()[0]
+    except (AttributeError, OSError):
+        return "?"
+
+
+async def open_listeners(host: str, port: int, *, reuse_port: bool = False,
+                         backlog: int = 1024) -> list[trio.SocketListener]:
+    """Bound, listening sockets. ``reuse_port`` lets N worker processes share one port (the
+    kernel spreads connections across them)."""
+    infos = await trio.socket.getaddrinfo(host, port, type=_stdsocket.SOCK_STREAM,
+                                          flags=_stdsocket.AI_PASSIVE)
+    listeners = []
+    for family, type_, proto, _, addr in infos[:1]:
+        sock = trio.socket.socket(family, type_, proto)
+        try:
+            sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
+            await sock.bind(addr)
+            sock.listen(backlog)
+        except BaseException:
+            sock.close()
+            raise
+        listeners.append(trio.SocketListener(sock))
+    return listeners
+
+
+async def serve(handler, listeners, limits: Limits, *, handler_nursery=None,
+                task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Accept connections forever (until cancelled). For each: read the upgrade request under
+    ``limits.handshake_timeout_s``, then ``await handler(handshake)``. Connections that do not
+    deliver a request in time are dropped. Handler exceptions are logged and contained to their
+    connection; the handler's stream is always closed."""
+
+    async def connection(stream) -> None:
+        _tune_socket(stream, limits)
+        try:
+            proto = ServerProtocol(max_size=limits.max_message_bytes)
+            request = None
+            with trio.move_on_after(limits.handshake_timeout_s):
+                request = await _read_request(stream, proto)
+            if request is None:
+                return
+            handshake = Handshake(stream, proto, request, _remote_ip(stream), limits)
+            try:
+                await handler(handshake)
+            except HandshakeError:
+                pass
+            except Exception:
+                log.exception("connection handler failed for %s", handshake.path)
+            if handshake.websocket is not None:
+                with trio.CancelScope(shield=True):
+                    await handshake.websocket.aclose(1011, "internal error")
+            elif not handshake.answered:
+                await handshake.reject(500, "internal error")
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    await trio.serve_listeners(connection, listeners, handler_nursery=handler_nursery,
+                               task_status=task_status)
+
+
+def _tune_socket(stream, limits: Limits) -> None:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_SNDBUF, limits.socket_sndbuf)
+    except OSError as exc:       # not fatal: the kernel default is merely larger
+        if exc.errno != errno.ENOPROTOOPT:
+            log.debug("SO_SNDBUF not set: %s", exc)
+
+
+# -- client side -------------------------------------------------------------------------------
+async def connect(url: str, headers: dict | list | None = None, *, timeout: float = 5.0,
+                  limits: Limits | None = None) -> WebSocket:
+    """Open a client WebSocket to ``url`` (ws:// or wss://) within ``timeout`` seconds.
+    Raises ``HandshakeError`` (with ``status``/``body`` when the server answered HTTP)."""
+    limits = limits or Limits()
+    try:
+        uri = parse_uri(url)
+    except InvalidURI as exc:
+        raise HandshakeError(f"invalid WebSocket URL: {exc}") from None
+    stream = None
+    try:
+        with trio.fail_after(timeout):
+            if uri.secure:
+                stream = await trio.open_ssl_over_tcp_stream(
+                    uri.host, uri.port, ssl_context=ssl.create_default_context())
+            else:
+                stream = await trio.open_tcp_stream(uri.host, uri.port)
+            proto = ClientProtocol(uri, max_size=limits.max_message_bytes)
+            request = proto.connect()
+            items = headers.items() if isinstance(headers, dict) else (headers or ())
+            for key, value in items:
+                request.headers[key] = value
+            proto.send_request(request)
+            await stream.send_all(b"".join(proto.data_to_send()))
+            leftover = await _read_response(stream, proto)
+    except trio.TooSlowError:
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+        raise HandshakeError(f"handshake with {uri.host}:{uri.port} timed out") from None
+    except (OSError, trio.BrokenResourceError) as exc:
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+        raise HandshakeError(f"cannot connect to {uri.host}:{uri.port}: {exc}") from None
+    except HandshakeError:
+        await trio.aclose_forcefully(stream)
+        raise
+    ws = WebSocket(stream, proto, limits, remote=uri.host)
+    if leftover:
+        ws._handle_frames(leftover)
+    return ws
+
+
+async def _read_response(stream, proto: ClientProtocol) -> list:
+    while True:
+        data = await stream.receive_some(RECEIVE_BYTES)
+        if data:
+            proto.receive_data(data)
+        else:
+            proto.receive_eof()
+        events = proto.events_received()
+        for i, event in enumerate(events):
+            if isinstance(event, Response):
+                exc = proto.handshake_exc
+                if exc is not None:
+                    if isinstance(exc, InvalidStatus):
+                        status = exc.response.status_code
+                        raise HandshakeError(f"server answered HTTP {status}", status,
+                                             bytes(exc.response.body or b""))
+                    raise HandshakeError(f"handshake failed: {exc}")
+                return events[i + 1:]
+        if not data:
+            raise HandshakeError("connection closed during the handshake")
