@@ -120,3 +120,22 @@ async def test_hanging_provider_times_out_at_the_deadline(request, name):
     with pytest.raises(ProviderTimeout) as err:
         await provider.verify(emu.creds)
     assert err.value.http_status == 504
+
+
+async def test_emulator_fault_api(twilio_emulator):
+    """The knobs other suites rely on: persistent faults, counts, unknown routes refused."""
+    provider = get_provider("twilio", ProviderEndpoints(twilio=twilio_emulator.url))
+    with pytest.raises(ValueError, match="no route"):
+        twilio_emulator.fail("messages.send")
+    twilio_emulator.fail("accounts.fetch", 500, times=2)
+    for _ in range(2):
+        with pytest.raises(ProviderUnavailable):
+            await provider.verify(twilio_emulator.creds)
+    await provider.verify(twilio_emulator.creds)
+    twilio_emulator.fail("*", 502, times=None)
+    with pytest.raises(ProviderUnavailable):
+        await provider.list_numbers(twilio_emulator.creds)
+    twilio_emulator.clear_faults()
+    assert len(await provider.list_numbers(twilio_emulator.creds)) == 2
+    assert len(twilio_emulator.calls("accounts.fetch")) == 3
+    assert all(c.auth and not c.headers.get("authorization") for c in twilio_emulator.calls())
