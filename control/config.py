@@ -54,6 +54,19 @@ def _int_env(env, name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _float_env(env, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the control plane reads from the environment. Secrets are excluded from repr so
@@ -65,6 +78,7 @@ class Settings:
     control_host: str = "127.0.0.1"
     control_port: int = 8000
     session_ttl_s: int = 300
+    provider_deadline_s: float = 10.0
     providers: ProviderEndpoints = ProviderEndpoints()
     secret_key: bytes = dataclasses.field(default=b"", repr=False)
     previous_keys: tuple[bytes, ...] = dataclasses.field(default=(), repr=False)
@@ -103,6 +117,7 @@ class Settings:
             control_host=env.get("CONTROL_HOST") or "127.0.0.1",
             control_port=_int_env(env, "CONTROL_PORT", 8000),
             session_ttl_s=_int_env(env, "CONVERSE_SESSION_TTL_S", 300),
+            provider_deadline_s=_float_env(env, "CONVERSE_PROVIDER_DEADLINE_S", 10.0),
             providers=ProviderEndpoints.from_env(env),
             secret_key=key,
             previous_keys=previous,

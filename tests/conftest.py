@@ -6,7 +6,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED_AUDIO = ROOT.parent / "shared" / "audio"
 
-pytest_plugins = ["fixtures_emulators", "fixtures_gateway"]
+pytest_plugins = ["fixtures_emulators", "fixtures_gateway", "fixtures_control"]
 
 # CI sets CONVERSE_REQUIRE_ALL=1: a dependency missing there is a failure, not a skip.
 REQUIRE_ALL = os.environ.get("CONVERSE_REQUIRE_ALL") == "1"

@@ -197,6 +197,9 @@ async def create_channel(body: models.ChannelCreate):
         credential_fields=sorted(creds), phone_number=number.number if number else None,
         phone_number_id=number.provider_id if number else None, agent_id=body.agent_id,
         flow_id=body.flow_id, allowed_origins=origins, status="setup", created_at=now, updated_at=now)
+    if row.type == "whatsapp":
+        # Meta's phone number id is a credential; expose it like the other providers' number ids.
+        row = msgspec.structs.replace(row, phone_number_id=creds.get("phone_number_id"))
     row = _web_status(row) if row.type == "web" else \
         msgspec.structs.replace(row, status_detail=_setup_detail(row))
     await state().store.run(repo.insert_channel, row)

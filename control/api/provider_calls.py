@@ -16,7 +16,9 @@ from control.providers.base import Provider, ProviderError, ProviderTimeout
 
 log = logging.getLogger("converse.providers")
 
-PROVIDER_DEADLINE_S = 15.0
+# Slack on top of the provider's own deadline: the provider module should time out first (with
+# its own message); this outer deadline only catches one that does not.
+DEADLINE_SLACK_S = 2.0
 
 
 def get(name: str) -> Provider:
@@ -25,7 +27,8 @@ def get(name: str) -> Provider:
     except ImportError:
         raise ApiError(503, "unavailable", "provider modules are not installed on this node") from None
     try:
-        return get_provider(name, state().settings.providers)
+        settings = state().settings
+        return get_provider(name, settings.providers, deadline=settings.provider_deadline_s)
     except KeyError:
         raise validation(f"unknown provider {name!r}", "$.provider") from None
 
@@ -37,12 +40,13 @@ def as_api_error(exc: ProviderError) -> ApiError:
 
 async def call(provider: Provider, op: str, *args):
     """Run ``provider.<op>(*args)``; raise ProviderError (incl. ProviderTimeout) on failure."""
+    deadline = state().settings.provider_deadline_s + DEADLINE_SLACK_S
     try:
-        with trio.fail_after(PROVIDER_DEADLINE_S):
+        with trio.fail_after(deadline):
             result = await getattr(provider, op)(*args)
     except trio.TooSlowError:
         PROVIDER_CALLS.inc(provider=provider.name, op=op, outcome="timeout")
-        raise ProviderTimeout(provider.name, f"no answer within {PROVIDER_DEADLINE_S:g} s") from None
+        raise ProviderTimeout(provider.name, f"no answer within {deadline:g} s") from None
     except ProviderError as exc:
         PROVIDER_CALLS.inc(provider=provider.name, op=op, outcome=type(exc).__name__)
         raise
