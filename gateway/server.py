@@ -58,15 +58,13 @@ class GatewayServer:
                                           self.limits.handshake_burst)
         self._stopping = False
         self._stop = trio.Event()
-        self._pending = 0            # sessions admitted but not yet running (counted for 503)
+        self._admitted = 0           # connections past admission: authenticating or in a session
         self.listeners: list[trio.SocketListener] = []
+        self.port: int | None = None         # the bound port, once serving
 
     def add_route(self, prefix: str, handler: RouteHandler) -> None:
         self.routes[prefix] = handler
 
-    @property
-    def port(self) -> int:
-        return self.listeners[0].socket.getsockname()[1]
 
     # -- running -----------------------------------------------------------------------------
     async def serve(self, host: str = "127.0.0.1", port: int = 8080, *, reuse_port: bool = False,
@@ -74,6 +72,7 @@ class GatewayServer:
         """Serve until ``shutdown()``; then stop accepting, end every session with
         ``{"type":"end","reason":"shutdown"}``, drain for ``limits.drain_timeout_s`` and return."""
         self.listeners = await transport.open_listeners(host, port, reuse_port=reuse_port)
+        self.port = self.listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as connections:
             accept_scope = trio.CancelScope()
 
@@ -111,12 +110,12 @@ class GatewayServer:
             handler, rest = self._route(hs.path)
             if self._stopping:
                 raise Refused(503, "the gateway is shutting down")
-            if len(self.sessions) + self._pending >= self.limits.max_sessions:
+            if self._admitted >= self.limits.max_sessions:
                 raise Refused(503, "the gateway is at capacity; try again later")
         except Refused as refused:
             await self._refuse(hs, refused)
             return
-        self._pending += 1
+        self._admitted += 1
         try:
             await handler(self, hs, rest)
         except trio.TooSlowError:
@@ -126,7 +125,7 @@ class GatewayServer:
             if not hs.answered:
                 await self._refuse(hs, refused)
         finally:
-            self._pending -= 1
+            self._admitted -= 1
 
     def _route(self, path: str) -> tuple[RouteHandler, str]:
         for prefix, handler in self.routes.items():

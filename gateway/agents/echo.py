@@ -51,7 +51,7 @@ class EchoAgent:
         pcm = resampler.process(utterance) + resampler.flush()
         for i in range(0, len(pcm), CHUNK_BYTES):
             await outbox.send(pcm[i:i + CHUNK_BYTES])
+        speech_s = max(0.0, duration_s(utterance, 16000) - self.silence_ms / 1000)
         await outbox.send(Transcript(role="assistant", text=(
-            f"I heard {duration_s(utterance, 16000):.1f} s of audio at {dbfs(utterance):.0f} dBFS; "
-            "playing it back.")))
+            f"I heard {speech_s:.1f} s of speech at {dbfs(utterance):.0f} dBFS; playing it back.")))
         await outbox.send(Mark(name=f"echo-{n}"))

@@ -1,0 +1,239 @@
+"""Live sessions through the real server: echo audio round trip (cross-correlation), pacing,
+barge-in and marks, a stalled agent, agent-initiated end, graceful shutdown. Virtual clock."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trio
+
+from conftest import require
+from fixtures_gateway import make_directory, open_session, read_wav, receive_json, start_gateway
+from gateway import agents, transport
+from gateway.directory import AgentInfo, ChannelInfo
+from gateway.limits import Limits
+from gateway.protocols import canonical
+from gateway.protocols.canonical import Clear, End, Mark, Text
+
+
+def _have_resampler() -> bool:
+    try:
+        from gateway.audio import Resampler  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
+    """Peak normalised cross-correlation of two signals and the lag where it peaks."""
+    n = 1 << int(np.ceil(np.log2(len(a) + len(b))))
+    c = np.fft.irfft(np.fft.rfft(a, n) * np.conj(np.fft.rfft(b, n)), n)
+    i = int(np.argmax(c))
+    return float(c[i] / (np.linalg.norm(a) * np.linalg.norm(b))), (i if i < n // 2 else i - n)
+
+
+async def collect_audio(ws, quiet_s: float = 1.0, stop_after: float = 60.0, first_s: float = 0):
+    """(audio bytes, events) until no audio arrived for ``quiet_s`` (virtual) seconds (after
+    waiting up to ``first_s`` for the first audio)."""
+    audio, events = bytearray(), []
+    with trio.move_on_after(stop_after):
+        while True:
+            with trio.move_on_after(quiet_s if audio or not first_s else first_s) as quiet:
+                message = await ws.receive()
+            if quiet.cancelled_caught:
+                break
+            if type(message) is bytes:
+                audio += message
+            else:
+                events.append(canonical.decode(message))
+    return bytes(audio), events
+
+
+async def send_paced(ws, pcm: bytes, frame: int = 640) -> None:
+    for i in range(0, len(pcm), frame):
+        await ws.send(pcm[i:i + frame])
+        await trio.sleep(0.02)
+
+
+async def test_echo_audio_round_trip_matches_input(nursery, autojump_clock, shared_audio):
+    require(_have_resampler(), "gateway.audio.Resampler (native resampler) not built yet")
+    server = await start_gateway(nursery)
+    speech, rate = read_wav(shared_audio / "en_hello_16k.wav")
+    reference, rate24 = read_wav(shared_audio / "en_hello_24k.wav")
+    assert rate == 16000 and rate24 == 24000
+    ws = await open_session(server)
+    nursery.start_soon(send_paced, ws, speech + bytes(32000))      # speech, then 1 s of silence
+    audio, events = await collect_audio(ws, quiet_s=2.0, first_s=30)
+    got = np.frombuffer(audio, "<i2").astype(np.float64)
+    ref = np.frombuffer(reference, "<i2").astype(np.float64)
+    score, lag = correlation(got, ref)
+    assert score >= 0.9, f"cross-correlation {score:.3f}"
+    assert 0 <= lag < 24000 // 5                # the echo starts with the speech (<200 ms trim)
+    transcripts = [e.text for e in events if type(e).__name__ == "Transcript"]
+    assert any(t.startswith("I heard 8.") for t in transcripts), transcripts
+    await ws.aclose()
+    server.shutdown()
+
+
+class ScriptAgent:
+    """A scripted agent for session tests: plays ``script`` (bytes / events / ("wait", text)),
+    and records everything it receives."""
+    received: list = []
+    script: list = []
+
+    def __init__(self, config, limits):
+        self.stall_s = config.get("stall_s", 0)
+
+    async def run(self, start, inbox, outbox):
+        ScriptAgent.received.append(start)
+        await trio.sleep(self.stall_s)
+        waiting = None
+
+        async def read():
+            async for item in inbox:
+                if type(item) is not bytes:
+                    ScriptAgent.received.append(item)
+                    if waiting is not None and isinstance(item, Text) and item.text == waiting[0]:
+                        waiting[1].set()
+
+        async with trio.open_nursery() as n:
+            n.start_soon(read)
+            for step in ScriptAgent.script:
+                if isinstance(step, tuple):
+                    waiting = (step[1], trio.Event())
+                    await waiting[1].wait()
+                else:
+                    await outbox.send(step)
+            n.cancel_scope.deadline = trio.current_time() + 30
+
+
+@pytest.fixture
+def script_agent(monkeypatch):
+    monkeypatch.setitem(agents.CONNECTORS, "script", ScriptAgent)
+    ScriptAgent.received = []
+    ScriptAgent.script = []
+    return ScriptAgent
+
+
+def directory_with(kind="script", config=None):
+    return make_directory(
+        extra_agents=[AgentInfo(id="s", name="Scripted", kind=kind, config=config or {})],
+        extra_channels=[ChannelInfo(id="web-s", type="web", status="active", agent_id="s",
+                                    allowed_origins=("http://localhost:8000",))])
+
+
+def tone(seconds: float) -> bytes:
+    t = np.arange(int(seconds * 24000)) / 24000
+    return (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes()
+
+
+async def test_pacing_barge_in_and_marks(nursery, autojump_clock, script_agent):
+    lead = 0.060
+    server = await start_gateway(nursery, directory_with(), Limits(pacing_lead_s=lead))
+    pcm = tone(2.0)
+    script_agent.script = [pcm[i:i + 9600] for i in range(0, len(pcm), 9600)]
+    script_agent.script += [Mark(name="a"), tone(2.0), Mark(name="b"), ("wait", "stop"), Clear()]
+    ws = await open_session(server, "/ws/agent/s")
+    received, start = 0, None
+    while received < 48000 * 2.5:                       # 2.5 s of audio heard
+        message = await ws.receive()
+        now = trio.current_time()
+        if type(message) is bytes:
+            start = start if start is not None else now
+            received += len(message)
+            # never more than `lead` (plus the frame in hand) ahead of real time
+            assert received <= ((now - start) + lead + 0.001) * 48000 + 960
+    t_stop = trio.current_time()
+    await ws.send_text(canonical.encode(Text(text="stop")))
+    after = 0
+    while True:
+        message = await ws.receive()
+        if type(message) is bytes:
+            after += len(message)
+        elif isinstance(canonical.decode(message), Clear):
+            break
+    assert received + after <= ((t_stop - start) + lead + 0.001) * 48000 + 960   # <= the lead
+    audio, _ = await collect_audio(ws, quiet_s=1.0)
+    assert audio == b""                                  # the rest was dropped
+    marks = [e for e in script_agent.received if isinstance(e, Mark)]
+    assert marks == [Mark(name="a"), Mark(name="b", cleared=True)]
+    stats = next(iter(server.sessions)).stats
+    assert stats.late_frames == 0 and stats.cleared_ms > 1000
+    await ws.aclose()
+    server.shutdown()
+
+
+async def test_mark_without_audio_comes_back_at_once(nursery, autojump_clock, script_agent):
+    server = await start_gateway(nursery, directory_with())
+    script_agent.script = [Mark(name="now")]
+    ws = await open_session(server, "/ws/agent/s")
+    with trio.fail_after(5):
+        while not any(isinstance(e, Mark) for e in script_agent.received):
+            await trio.sleep(0.01)
+    assert [e for e in script_agent.received if isinstance(e, Mark)] == [Mark(name="now")]
+    await ws.aclose()
+    server.shutdown()
+
+
+async def test_stalled_agent_drops_oldest_and_session_survives(nursery, autojump_clock,
+                                                               script_agent):
+    limits = Limits(agent_queue=16)
+    server = await start_gateway(nursery, directory_with(config={"stall_s": 10}), limits)
+    ws = await open_session(server, "/ws/agent/s")
+    session = None
+    for i in range(500):                                 # 10 s of audio while the agent stalls
+        await ws.send(bytes(640))
+        await trio.sleep(0.02)
+        session = session or next(iter(server.sessions))
+        assert len(session.inbox) <= 16                  # bounded, whatever the caller does
+    await ws.send_text(canonical.encode(Text(text="after the stall")))
+    with trio.fail_after(30):
+        while not any(isinstance(e, Text) for e in script_agent.received):
+            await trio.sleep(0.05)
+    assert session.stats.dropped_in > 400
+    assert session.stats.frames_in == 500
+    await ws.aclose()
+    server.shutdown()
+
+
+async def test_agent_end_plays_out_then_ends_session(nursery, autojump_clock, script_agent):
+    server = await start_gateway(nursery, directory_with())
+    script_agent.script = [tone(1.0), End(reason="goodbye")]
+    ws = await open_session(server, "/ws/agent/s")
+    audio, events = bytearray(), []
+    with trio.fail_after(30):
+        try:
+            while True:
+                message = await ws.receive()
+                if type(message) is bytes:
+                    audio += message
+                else:
+                    events.append(canonical.decode(message))
+        except transport.ConnectionClosed as closed:
+            assert closed.code == 1000
+    assert len(audio) == 48000                           # all of it played before the end
+    assert events[-1] == End(reason="goodbye")
+
+
+async def test_graceful_shutdown_ends_every_session(autojump_clock):
+    results = []
+    async with trio.open_nursery() as outer:
+        server = await start_gateway(outer, limits=Limits(drain_timeout_s=3))
+        clients = [await open_session(server) for _ in range(5)]
+
+        async def client(ws):
+            end = await receive_json(ws, "end")
+            try:
+                await ws.receive()
+            except transport.ConnectionClosed as closed:
+                results.append((end.reason, closed.code))
+
+        async with trio.open_nursery() as inner:
+            for ws in clients:
+                inner.start_soon(client, ws)
+            await trio.sleep(0.1)
+            server.shutdown()
+        # serve() returns: the outer nursery can finish without cancelling anything
+    assert results == [("shutdown", 1001)] * 5
+    assert not server.sessions
+    with pytest.raises(transport.HandshakeError):
+        await open_session(server)
