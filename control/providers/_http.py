@@ -7,7 +7,9 @@ build them ourselves from status codes and the provider's error text, never from
 """
 from __future__ import annotations
 
+import functools
 import json
+import ssl
 from typing import Any, Callable, TypeVar
 
 import httpx
@@ -76,6 +78,12 @@ async def run_sdk(provider: str, deadline: float, fn: Callable[[], T]) -> T:
         raise ProviderTimeout(provider, f"no answer within {deadline:g} s") from None
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verified TLS context per process: building one loads the CA bundle (tens of ms)."""
+    return httpx.create_ssl_context()
+
+
 def json_or_none(text: str) -> Any:
     try:
         return json.loads(text)
@@ -105,6 +113,7 @@ class HttpJson:
             with trio.fail_after(self.deadline):
                 # trust_env=False: a stray HTTP(S)_PROXY must not receive our Authorization header.
                 async with httpx.AsyncClient(timeout=timeout, trust_env=False,
+                                             verify=_tls_context(),
                                              follow_redirects=False) as client:
                     response = await client.request(method, url, auth=auth, headers=headers,
                                                     params=params, json=json_body, data=form)

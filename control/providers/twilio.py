@@ -170,12 +170,16 @@ class TwilioProvider(Provider):
                              f"not {channel_type!r}") from None
 
     async def _update_number(self, creds: dict, number: NumberInfo, changes: dict) -> Any:
-        sid = number.provider_id or await self._sid_of(creds, number.number)
-        return await self._run(
-            creds, lambda c: c.account.incoming_phone_numbers(sid).update(**changes))
+        def update(c: _Call):
+            # Lookup and update share one thread and so one deadline.
+            sid = number.provider_id or _sid_of(c, number.number)
+            return c.account.incoming_phone_numbers(sid).update(**changes)
 
-    async def _sid_of(self, creds: dict, phone_number: str) -> str:
-        for info in await self.list_numbers(creds):
-            if info.number == phone_number:
-                return info.provider_id
+        return await self._run(creds, update)
+
+
+def _sid_of(call: _Call, phone_number: str) -> str:
+    found = call.account.incoming_phone_numbers.list(phone_number=phone_number, limit=1)
+    if not found:
         raise ProviderRejected(NAME, f"number {phone_number} is not on this account")
+    return found[0].sid
