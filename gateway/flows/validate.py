@@ -93,6 +93,10 @@ class _Errors(list):
 def _friendly(message: str) -> str:
     for pattern, meaning in _FRIENDLY.items():
         message = message.replace(f"matching regex '{pattern}'", f"({meaning})")
+    for name, plain in (("`str`", "a string"), ("`int`", "an integer"), ("`float`", "a number"),
+                        ("`bool`", "true/false"), ("`array`", "a list"), ("`object`", "an object"),
+                        ("`null`", "null")):
+        message = message.replace(name, plain)
     return message.replace("`", "")
 
 
@@ -458,10 +462,11 @@ def _check_graph(start: Any, raw_nodes: dict, nodes: dict[str, Node], errs: _Err
             elif target in entries:
                 errs.add(nid, f"$.nodes.{nid}.{sub}",
                          "edges cannot lead back to the entry node; point at the node after it")
-    if len(nodes) != len(raw_nodes) or not isinstance(start, str) or start not in nodes:
+    if len(nodes) != len(raw_nodes) or not entries:
         return
-    seen = {start}
-    todo = [start]
+    # Reachability from the (first) entry: a wrong `start` is one error above, not one per node.
+    seen = set(entries)
+    todo = [entries[0]]
     while todo:
         for _, target in edges(nodes[todo.pop()]):
             if target in nodes and target not in seen:
