@@ -50,6 +50,7 @@ class JitterBuffer:
     MAX_FRAME_BYTES = 65536
     MAX_CAPACITY = 65536
     MAX_GAP = 1 << 30
+    MAX_BYTES = 1 << 26  # capacity * frame_bytes
     _COUNTERS = ("received", "played", "late", "duplicate", "overflow", "discarded", "flushed",
                  "lost", "concealed", "silence", "ticks", "underruns", "resyncs", "buffered",
                  "delay", "target_delay", "jitter")
@@ -61,6 +62,9 @@ class JitterBuffer:
         if frame_bytes % 2:
             raise ValueError(f"frame_bytes must be even (PCM16), got {frame_bytes}")
         capacity = self._int("capacity", capacity, 1, self.MAX_CAPACITY)
+        if capacity * frame_bytes > self.MAX_BYTES:
+            raise ValueError(f"capacity * frame_bytes must be at most {self.MAX_BYTES} bytes, "
+                             f"got {capacity} * {frame_bytes}")
         max_delay = self._int("max_delay", max_delay, 0, capacity - 1)
         min_delay = self._int("min_delay", min_delay, 0, max_delay)
         max_gap = self._int("max_gap", max_gap, capacity, self.MAX_GAP)

@@ -195,6 +195,7 @@ def test_get_into_preallocated_buffer():
     ({"min_delay": -1}, ValueError, "min_delay"),
     ({"capacity": 50, "max_gap": 49}, ValueError, "max_gap"),
     ({"max_gap": 2**31}, ValueError, "max_gap"),
+    ({"frame_bytes": 65536, "capacity": 65536, "max_gap": 65536}, ValueError, "capacity \\* frame_bytes"),
 ])
 def test_constructor_errors_name_the_problem(kwargs, exc, words):
     with pytest.raises(exc, match=words):

@@ -81,6 +81,7 @@ enum {
 #define CVG_JITTER_MAX_CAPACITY 65536
 #define CVG_JITTER_MAX_FRAME_BYTES 65536
 #define CVG_JITTER_MAX_GAP (1 << 30)
+#define CVG_JITTER_MAX_BYTES (1 << 26)   /* capacity * frame_bytes: 64 MiB */
 
 typedef struct {
     uint64_t received;     /* frames given to put() */
@@ -103,7 +104,8 @@ typedef struct {
 } cvg_jitter_counters;
 
 /* frame_bytes: even, 2..CVG_JITTER_MAX_FRAME_BYTES. capacity: 1..CVG_JITTER_MAX_CAPACITY frames.
- * min_delay <= max_delay < capacity. capacity <= max_gap <= CVG_JITTER_MAX_GAP.
+ * capacity * frame_bytes <= CVG_JITTER_MAX_BYTES. min_delay <= max_delay < capacity.
+ * capacity <= max_gap <= CVG_JITTER_MAX_GAP.
  * NULL on failure, with *err (if not NULL) set to CVG_ERR_LENGTH, CVG_ERR_ARG or CVG_ERR_ALLOC. */
 CVG_API cvg_jitter *cvg_jitter_new(size_t frame_bytes, uint32_t capacity, uint32_t min_delay,
                                    uint32_t max_delay, uint32_t max_gap, int *err);

@@ -61,7 +61,8 @@ cvg_jitter *cvg_jitter_new(size_t frame_bytes, uint32_t capacity, uint32_t min_d
     if (frame_bytes < 2 || frame_bytes > CVG_JITTER_MAX_FRAME_BYTES || frame_bytes % 2)
         e = CVG_ERR_LENGTH;
     else if (capacity < 1 || capacity > CVG_JITTER_MAX_CAPACITY || min_delay > max_delay ||
-             max_delay >= capacity || max_gap < capacity || max_gap > CVG_JITTER_MAX_GAP)
+             (size_t)capacity * frame_bytes > CVG_JITTER_MAX_BYTES || max_delay >= capacity ||
+             max_gap < capacity || max_gap > CVG_JITTER_MAX_GAP)
         e = CVG_ERR_ARG;
     cvg_jitter *jb = NULL;
     if (e == CVG_OK) {

@@ -102,6 +102,7 @@ static void test_errors(void)
     CHECK(!cvg_jitter_new(FB, 8, 3, 2, 8, &err) && err == CVG_ERR_ARG, "min > max");
     CHECK(!cvg_jitter_new(FB, 8, 0, 8, 8, &err) && err == CVG_ERR_ARG, "max_delay >= capacity");
     CHECK(!cvg_jitter_new(FB, 8, 0, 0, 7, &err) && err == CVG_ERR_ARG, "max_gap < capacity");
+    CHECK(!cvg_jitter_new(65536, 65536, 0, 0, 65536, &err) && err == CVG_ERR_ARG, "4 GiB refused");
     cvg_jitter *jb = cvg_jitter_new(FB, 8, 0, 0, 8, &err);
     CHECK(jb && err == CVG_OK, "valid arguments");
     uint8_t f[FB] = {0};
