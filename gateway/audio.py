@@ -1,7 +1,29 @@
-"""The one thin wrapper over the compiled audio core. Nothing else imports ``gateway._native``."""
+"""The one thin wrapper over the compiled audio core. Nothing else imports ``gateway._native``.
+
+PCM is always 16-bit signed little-endian mono (``bytes``, ``bytearray`` or a contiguous
+``memoryview``); G.711 is one byte per sample. Every function returns new ``bytes``.
+
+- ``ulaw_encode/ulaw_decode/alaw_encode/alaw_decode``: G.711, bit-exact with ``audioop``.
+- ``Resampler(in_rate, out_rate)``: streaming, any two of 8000/16000/24000/48000 Hz; returns what
+  it can on every call (4 ms delay when the lower rate is 8 kHz, 2 ms otherwise, nothing held back).
+- ``Transcoder``: one native call per frame for the phone paths (decode + resample, resample +
+  encode), optionally with base64 on either side (see its docstring).
+
+Objects own C state: it is freed when they are garbage-collected, or at once by ``close()`` / ``with``.
+They are not thread-safe (each reuses its output buffer); use one per stream.
+"""
 from __future__ import annotations
 
+import binascii
+from typing import Union
+
 from gateway._native import ffi, lib
+
+BytesLike = Union[bytes, bytearray, memoryview]
+
+RATES = (8000, 16000, 24000, 48000)
+CODECS = ("l16", "ulaw", "alaw")
+_CODEC_ID = {"l16": 0, "pcm16": 0, "ulaw": 1, "pcmu": 1, "alaw": 2, "pcma": 2}
 
 
 class AudioError(RuntimeError):
@@ -15,6 +37,192 @@ def _check(code: int) -> None:
 
 def version() -> str:
     return ffi.string(lib.cvg_version()).decode()
+
+
+# ---------------------------------------------------------------- input validation
+
+def _byte_len(data, what: str) -> int:
+    """Length in bytes of a bytes-like ``data``; TypeError/ValueError naming ``what`` otherwise."""
+    cls = type(data)
+    if cls is bytes or cls is bytearray:
+        return len(data)
+    if isinstance(data, (bytes, bytearray)):
+        return len(data)
+    if isinstance(data, memoryview):
+        if not data.c_contiguous:
+            raise ValueError(f"{what}: memoryview must be C-contiguous")
+        return data.nbytes
+    raise TypeError(f"{what}: expected bytes, bytearray or memoryview, got {cls.__name__}")
+
+
+def _pcm_in(data, what: str = "pcm"):
+    """(int16_t* cdata, sample count) for PCM16 ``data``; copies only a misaligned buffer."""
+    n = _byte_len(data, what)
+    if n & 1:
+        raise ValueError(f"{what}: PCM16 needs an even number of bytes, got {n}")
+    if type(data) is not bytes:  # a bytes payload is always aligned; views and bytearrays may not be
+        if n == 0:
+            return ffi.NULL, 0
+        ptr = ffi.from_buffer("char[]", data)
+        if int(ffi.cast("uintptr_t", ptr)) & 1:
+            data = bytes(data)
+    return ffi.from_buffer("int16_t[]", data), n >> 1
+
+
+def _codes_in(data, what: str = "codes"):
+    n = _byte_len(data, what)
+    return ffi.from_buffer("uint8_t[]", data), n
+
+
+def _rate(rate, what: str) -> int:
+    if type(rate) is not int:
+        if isinstance(rate, bool) or not isinstance(rate, int):
+            raise TypeError(f"{what} must be an int, got {type(rate).__name__}")
+        rate = int(rate)
+    if rate not in RATES:
+        raise ValueError(f"{what}={rate} is not supported (use one of {', '.join(map(str, RATES))})")
+    return rate
+
+
+def _codec(codec, what: str) -> int:
+    if not isinstance(codec, str):
+        raise TypeError(f"{what} must be a str, got {type(codec).__name__}")
+    try:
+        return _CODEC_ID[codec.lower()]
+    except KeyError:
+        raise ValueError(f"{what}={codec!r} is not supported (use one of {', '.join(CODECS)})") from None
+
+
+# ---------------------------------------------------------------- G.711
+
+def ulaw_encode(pcm: BytesLike) -> bytes:
+    """PCM16 -> mu-law (one byte per sample), bit-exact with ``audioop.lin2ulaw(pcm, 2)``."""
+    src, n = _pcm_in(pcm)
+    out = ffi.new("uint8_t[]", n)
+    _check(lib.cvg_ulaw_encode(src, n, out))
+    return ffi.buffer(out, n)[:]
+
+
+def alaw_encode(pcm: BytesLike) -> bytes:
+    """PCM16 -> A-law, bit-exact with ``audioop.lin2alaw(pcm, 2)``."""
+    src, n = _pcm_in(pcm)
+    out = ffi.new("uint8_t[]", n)
+    _check(lib.cvg_alaw_encode(src, n, out))
+    return ffi.buffer(out, n)[:]
+
+
+def ulaw_decode(codes: BytesLike) -> bytes:
+    """mu-law -> PCM16, bit-exact with ``audioop.ulaw2lin(codes, 2)``."""
+    src, n = _codes_in(codes)
+    out = ffi.new("int16_t[]", n)
+    _check(lib.cvg_ulaw_decode(src, n, out))
+    return ffi.buffer(out, 2 * n)[:]
+
+
+def alaw_decode(codes: BytesLike) -> bytes:
+    """A-law -> PCM16, bit-exact with ``audioop.alaw2lin(codes, 2)``."""
+    src, n = _codes_in(codes)
+    out = ffi.new("int16_t[]", n)
+    _check(lib.cvg_alaw_decode(src, n, out))
+    return ffi.buffer(out, 2 * n)[:]
+
+
+# ---------------------------------------------------------------- resampler
+
+class _Native:
+    """Owns one C object: freed by ``close()``, ``with``, or the garbage collector (``ffi.gc``)."""
+
+    __slots__ = ("_st",)
+
+    def close(self) -> None:
+        st, self._st = self._st, None
+        if st is not None:
+            ffi.release(st)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _state(self):
+        st = self._st
+        if st is None:
+            raise ValueError(f"{type(self).__name__} is closed")
+        return st
+
+
+def _new(ctor, free, *args):
+    err = ffi.new("int *")
+    st = ctor(*args, err)
+    if st == ffi.NULL:
+        _check(err[0] or lib.CVG_ERR_ALLOC)
+    return ffi.gc(st, free)
+
+
+class Resampler(_Native):
+    """Streaming PCM16 resampler between any two of 8000, 16000, 24000 and 48000 Hz.
+
+    ``process(pcm)`` returns every output sample the input so far allows (fed 20 ms, it returns
+    20 ms, delayed by ``delay_ms``); the result does not depend on how the input is split.
+    ``flush()`` returns the tail still owed and starts a new stream; ``reset()`` drops all state.
+    """
+
+    __slots__ = ("in_rate", "out_rate", "_out", "_cap", "_lens")
+
+    def __init__(self, in_rate: int, out_rate: int):
+        self._st = None
+        self.in_rate = _rate(in_rate, "in_rate")
+        self.out_rate = _rate(out_rate, "out_rate")
+        self._st = _new(lib.cvg_resampler_new, lib.cvg_resampler_free, self.in_rate, self.out_rate)
+        self._lens = ffi.new("size_t[2]")
+        self._grow(2 * self.out_rate // 10)  # room for 100 ms: one call per 20 ms frame
+
+    def _grow(self, cap: int) -> None:
+        self._cap = cap
+        self._out = ffi.new("int16_t[]", cap)
+
+    def process(self, pcm: BytesLike) -> bytes:
+        st = self._state()
+        src, n = _pcm_in(pcm)
+        lens = self._lens
+        lens[0] = n
+        lens[1] = self._cap
+        _check(lib.cvg_resampler_process(st, src, lens, self._out, lens + 1))
+        if lens[0] == n:
+            return ffi.buffer(self._out, 2 * lens[1])[:]
+        return self._process_rest(st, src, n, ffi.buffer(self._out, 2 * lens[1])[:], lens[0])
+
+    def _process_rest(self, st, src, n, head: bytes, used: int) -> bytes:
+        """The input made more than the buffer holds: grow it and finish."""
+        self._grow(int(lib.cvg_resampler_max_out(st, n - used)) + 16)
+        lens = self._lens
+        lens[0] = n - used
+        lens[1] = self._cap
+        _check(lib.cvg_resampler_process(st, src + used, lens, self._out, lens + 1))
+        return head + ffi.buffer(self._out, 2 * lens[1])[:]
+
+    def flush(self) -> bytes:
+        st = self._state()
+        need = int(lib.cvg_resampler_flush_len(st))
+        if need > self._cap:
+            self._grow(need)
+        lens = self._lens
+        lens[1] = self._cap
+        _check(lib.cvg_resampler_flush(st, self._out, lens + 1))
+        return ffi.buffer(self._out, 2 * lens[1])[:]
+
+    def reset(self) -> None:
+        _check(lib.cvg_resampler_reset(self._state()))
+
+    @property
+    def delay_ms(self) -> float:
+        """Group delay added by the filter, in milliseconds (nothing else is held back)."""
+        return lib.cvg_resampler_delay(self._state()) * 1000.0 / self.out_rate
+
+    @property
+    def taps(self) -> int:
+        return lib.cvg_resampler_taps(self._state())
 
 
 # ---------------------------------------------------------------- jitter/playout buffer
