@@ -7,10 +7,12 @@ ProviderRateLimited with Retry-After; no answer within the deadline -> ProviderT
 from __future__ import annotations
 
 import pytest
+import trio
 
 from control.config import ProviderEndpoints
 from control.providers import (PROVIDERS, ProviderRateLimited, ProviderRejected, ProviderTimeout,
                                ProviderUnavailable, get_provider, provider_class)
+from control.providers.base import SDK_LIMITER
 
 # provider -> (emulator fixture, ProviderEndpoints field, secret credential, verify route,
 #              words the provider uses for bad credentials)
@@ -120,7 +122,13 @@ async def test_hanging_provider_times_out_at_the_deadline(request, name):
     with pytest.raises(ProviderTimeout) as err:
         await provider.verify(emu.creds)
     assert err.value.http_status == 504
-
+    # An SDK thread cannot be cancelled: it was abandoned and must end by the SDK's own HTTP
+    # timeout, giving its SDK_LIMITER token back. (Waiting here also keeps the token from
+    # leaking: a thread that outlives its trio.run can never return it.)
+    with trio.fail_after(30):             # a bound for a hung test, not a measurement
+        while SDK_LIMITER.borrowed_tokens:
+            await trio.sleep(0.05)
+    await provider.verify(emu.creds)      # and the provider works again
 
 async def test_emulator_fault_api(twilio_emulator):
     """The knobs other suites rely on: persistent faults, counts, unknown routes refused."""

@@ -12,10 +12,13 @@ State: ``phone_numbers[pnid]`` (Graph fields), ``wabas[waba_id]`` (list of pnids
 from __future__ import annotations
 
 import base64
+import json
 import re
 import secrets
+import time
 
 from ._server import Emulator, HttpError, Reply, Request
+from .signing import meta_signature
 
 V = r"/v\d+\.\d+"
 WA_ID = re.compile(r"\+?[1-9]\d{6,14}\Z")
@@ -83,6 +86,53 @@ class MetaEmulator(Emulator):
         with self.lock:
             self.inbound_ids.add(wamid)
         return wamid
+
+    # ----- Meta -> you: webhook deliveries (protocols.md 5.2) -----------------------------
+    def _envelope(self, value: dict) -> dict:
+        row = self.phone_numbers[self.phone_number_id]
+        value = dict({"messaging_product": "whatsapp", "metadata": {
+            "display_phone_number": re.sub(r"\D", "", row["display_phone_number"]),
+            "phone_number_id": self.phone_number_id}}, **value)
+        return {"object": "whatsapp_business_account",
+                "entry": [{"id": self.waba_id, "changes": [{"field": "messages", "value": value}]}]}
+
+    def inbound_text(self, text: str, *, from_: str = "16505551234", name: str = "Sheena Nelson",
+                     wamid: str | None = None) -> tuple[dict, str]:
+        """``(payload, wamid)`` of an inbound text message; the wamid becomes markable as read.
+        Reuse ``wamid`` to emulate Meta's redelivery of the same message."""
+        wamid = self.add_inbound(wamid)
+        return self._envelope({
+            "contacts": [{"profile": {"name": name}, "wa_id": from_}],
+            "messages": [{"from": from_, "id": wamid, "timestamp": str(int(time.time())),
+                          "type": "text", "text": {"body": text}}]}), wamid
+
+    def status_update(self, wamid: str, status: str, *, recipient: str = "16505551234",
+                      opaque: str | None = None) -> dict:
+        """A ``statuses[]`` delivery (sent/delivered/read/failed) for an outbound wamid;
+        ``opaque`` echoes ``biz_opaque_callback_data`` as Meta does."""
+        entry = {"id": wamid, "status": status, "timestamp": str(int(time.time())),
+                 "recipient_id": recipient}
+        if opaque is not None:
+            entry["biz_opaque_callback_data"] = opaque
+        if status == "failed":
+            entry["errors"] = [{"code": 131047, "title": "Re-engagement message",
+                                "message": "Re-engagement message",
+                                "error_data": {"details": "More than 24 hours have passed"}}]
+        return self._envelope({"statuses": [entry]})
+
+    def signed(self, payload: dict | bytes) -> tuple[bytes, dict]:
+        """``(raw body, headers)`` as Meta posts it: compact JSON with non-ASCII escaped (Meta
+        signs that escaped form), X-Hub-Signature-256 over exactly those bytes."""
+        body = payload if isinstance(payload, bytes) else json.dumps(
+            payload, separators=(",", ":"), ensure_ascii=True).encode()
+        return body, {"X-Hub-Signature-256": meta_signature(self.app_secret, body),
+                      "Content-Type": "application/json"}
+
+    def verification_params(self, verify_token: str | None = None,
+                            challenge: str = "1158201444") -> dict:
+        """Query parameters of Meta's subscription handshake (GET)."""
+        return {"hub.mode": "subscribe", "hub.verify_token": verify_token or self.verify_token,
+                "hub.challenge": challenge}
 
     def sent_texts(self) -> list[tuple[str, str]]:
         with self.lock:

@@ -16,6 +16,7 @@ import string
 import uuid
 
 from ._server import Emulator, HttpError, Reply, Request
+from .signing import plivo_v3_signature
 
 ACC = r"/v1/Account/(?P<account>[MS]A[A-Z0-9]{18})"
 URL = re.compile(r"https?://[^\s/]+")
@@ -70,6 +71,21 @@ class PlivoEmulator(Emulator):
             app_id = (n["application"] or "").rstrip("/").rsplit("/", 1)[-1]
             app = self.applications.get(app_id)
             return dict(app) if app else None
+
+    # ----- Plivo -> you: the answer-URL request (protocols.md 3.1, 3.5) ------------------
+    def answer_webhook(self, public_url: str, *, from_: str = "14155550123",
+                       to: str = "14155550100", call_uuid: str | None = None,
+                       nonce: str | None = None) -> tuple[dict, dict]:
+        """``(form params, headers)`` of an inbound-call answer request signed with V3 (the same
+        token signs V3 and Ma-V3 here: the emulated account is a main account). Reuse ``nonce``
+        to emulate a replay."""
+        params = {"CallUUID": call_uuid or str(uuid.uuid4()), "From": from_, "To": to,
+                  "CallStatus": "ringing", "Direction": "inbound", "Event": "StartApp"}
+        nonce = nonce or secrets.token_hex(10)
+        signature = plivo_v3_signature(self.auth_token, public_url, nonce, params, "POST")
+        return params, {"X-Plivo-Signature-V3": signature, "X-Plivo-Signature-Ma-V3": signature,
+                        "X-Plivo-Signature-V3-Nonce": nonce,
+                        "Content-Type": "application/x-www-form-urlencoded"}
 
     # ----- HTTP ----------------------------------------------------------------------------
     def setup_routes(self) -> None:

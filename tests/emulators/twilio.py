@@ -15,6 +15,7 @@ import secrets
 from email.utils import formatdate
 
 from ._server import Emulator, HttpError, Reply, Request
+from .signing import twilio_signature
 
 API = "/2010-04-01"
 ACC = API + r"/Accounts/(?P<account>AC[0-9a-f]{32})"
@@ -92,6 +93,33 @@ class TwilioEmulator(Emulator):
     def sent(self) -> list[dict]:
         with self.lock:
             return [dict(m) for m in self.messages]
+
+    # ----- Twilio -> you: webhooks as Twilio would send them (protocols.md 1.1, 2.3) --------
+    def signed(self, public_url: str, params: dict[str, str]) -> tuple[dict, dict]:
+        """``(form params, headers)`` for a POST to ``public_url``, signed with the account's
+        auth token exactly as Twilio signs (over the public URL the number is configured with,
+        which is not the 127.0.0.1 address a test actually posts to)."""
+        return params, {"X-Twilio-Signature": twilio_signature(self.auth_token, public_url, params),
+                        "Content-Type": "application/x-www-form-urlencoded"}
+
+    def voice_webhook(self, public_url: str, *, from_: str = "+14155550123",
+                      to: str = "+15005550006", call_sid: str | None = None) -> tuple[dict, dict]:
+        """An inbound-call webhook (CallStatus ringing)."""
+        return self.signed(public_url, {
+            "CallSid": call_sid or _sid("CA"), "AccountSid": self.account_sid, "From": from_,
+            "To": to, "Caller": from_, "Called": to, "CallStatus": "ringing",
+            "Direction": "inbound", "ApiVersion": "2010-04-01", "FromCountry": "US",
+            "ToCountry": "US"})
+
+    def sms_webhook(self, public_url: str, *, body: str, from_: str = "+14155550123",
+                    to: str = "+15005550006", message_sid: str | None = None) -> tuple[dict, dict]:
+        """An inbound SMS webhook; reuse ``message_sid`` to emulate a redelivery."""
+        sid = message_sid or _sid("SM")
+        return self.signed(public_url, {
+            "MessageSid": sid, "SmsSid": sid, "SmsMessageSid": sid,
+            "AccountSid": self.account_sid, "From": from_, "To": to, "Body": body,
+            "NumMedia": "0", "NumSegments": "1", "SmsStatus": "received",
+            "ApiVersion": "2010-04-01", "FromCountry": "US", "ToCountry": "US"})
 
     # ----- HTTP ----------------------------------------------------------------------------
     def setup_routes(self) -> None:
