@@ -137,3 +137,36 @@ def test_playback_resampler_upsamples_24k_cleanly():
     assert _tone_level(y, 48000, 1000.0) == pytest.approx(0.5, rel=0.02)
     # Upsampling images of a 1 kHz tone land at 23 kHz; the interpolation filter must remove them.
     assert _tone_level(y, 48000, 23000.0) < 0.5e-3
+
+
+async def test_demo_through_the_control_app_finds_the_echo_web_channel(tmp_path):
+    """The registered blueprint, in the real app factory over a real SQLite store."""
+    from control.api import create_app
+    from control.config import Settings
+    from control.store import open_store, repo
+
+    settings = Settings.from_env({"DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
+                                  "CONVERSE_SECRET_KEY_FILE": str(tmp_path / "secret.key"),
+                                  "GATEWAY_PUBLIC_URL": "ws://127.0.0.1:18080"})
+    store = open_store(settings)
+    try:
+        def seed(tx):
+            repo.insert_agent(tx, repo.AgentRow(id="ag_other", name="Other", kind="http",
+                                                config={"url": "http://127.0.0.1:1/"}, created_at="1"))
+            repo.insert_agent(tx, repo.AgentRow(id="ag_echo", name="Echo", kind="echo", created_at="2"))
+            repo.insert_channel(tx, repo.ChannelRow(id="ch_http", name="w0", type="web", agent_id="ag_other",
+                                                    status="active", created_at="1"))
+            repo.insert_channel(tx, repo.ChannelRow(id="ch_off", name="w1", type="web", agent_id="ag_echo",
+                                                    status="inactive", created_at="2"))
+            repo.insert_channel(tx, repo.ChannelRow(id="ch_web", name="w2", type="web", agent_id="ag_echo",
+                                                    status="active", created_at="3",
+                                                    allowed_origins=["http://localhost:8000"]))
+        store.run_sync(seed)
+        client = create_app(settings, store).test_client()
+        resp = await client.get("/demo")
+        html = (await resp.get_data()).decode()
+        assert resp.status_code == 200, html
+        assert 'data-agent="ag_echo"' in html and 'data-gateway="ws://127.0.0.1:18080"' in html
+        assert (await client.get("/widget.js")).status_code == 200
+    finally:
+        store.close()

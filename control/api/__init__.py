@@ -10,7 +10,7 @@ from __future__ import annotations
 from quart import request
 from quart_trio import QuartTrio
 
-from control.api import agents_flows, channels, errors, health, keys, openapi, webhooks
+from control.api import agents_flows, channels, errors, health, keys, openapi, webhooks, widget
 from control.api.metrics import HTTP_REQUESTS
 from control.api.state import STATE_KEY, AppState
 from control.api.webhooks import WebhookContext, register_webhook_handler, webhook_handler
@@ -21,7 +21,7 @@ from control.store.directory import StoreDirectory
 __all__ = ["create_app", "BLUEPRINTS", "register_webhook_handler", "webhook_handler",
            "WebhookContext", "AppState"]
 
-BLUEPRINTS = [health.bp, openapi.bp, channels.bp, agents_flows.bp, keys.bp, webhooks.bp]
+BLUEPRINTS = [health.bp, openapi.bp, channels.bp, agents_flows.bp, keys.bp, webhooks.bp, widget.widget_bp]
 
 
 async def _count_request(response):
