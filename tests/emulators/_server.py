@@ -98,6 +98,7 @@ class Emulator:
 
     # ----- lifecycle -----------------------------------------------------------------------
     def start(self) -> "Emulator":
+        self._stopping.clear()
         handler = type("Handler", (_Handler,), {"emulator": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
