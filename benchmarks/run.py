@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["benchmarks.audio_core"]
+BENCHMARKS = ["benchmarks.audio_core", "benchmarks.ws_transport", "benchmarks.ws_sessions"]
 
 
 def main(argv=None) -> int:
