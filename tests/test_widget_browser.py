@@ -276,7 +276,19 @@ def test_widget_protocol_events(browser, stack, scripted_peer):
         context.close()
 
 
-# --- temporary stack: control blueprint under hypercorn + a test-only echo WebSocket server -------
+# --- the stack: the real control plane (its fixture: `converse control` under Hypercorn) and the real
+# gateway (GatewayServer over the control plane's store), both subprocesses on free 127.0.0.1 ports.
+GATEWAY_SCRIPT = """
+import sys, trio
+from control.config import Settings
+from control.store import open_store
+from control.store.directory import StoreDirectory
+from gateway.server import GatewayServer
+settings = Settings.from_env()
+store = open_store(settings)
+trio.run(GatewayServer(StoreDirectory(store), settings.token_secret).serve, "127.0.0.1", int(sys.argv[1]))
+"""
+READY_DEADLINE_S = 60.0     # a cold start on a loaded 2-core box: a bound, not a measurement
 
 
 def _free_port() -> int:
@@ -285,56 +297,54 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _echo_handler(ws):
-    ws.send(json.dumps({"type": "start", "session_id": "s1", "audio": {"in_rate": 16000, "out_rate": 24000}}))
-    buf, silent, speaking = [], 0, False
-    for m in ws:
-        if isinstance(m, str):
-            d = json.loads(m)
-            if d.get("type") == "text":
-                ws.send(json.dumps({"type": "transcript", "role": "assistant", "text": "You said: " + d["text"]}))
-            continue
-        x = np.frombuffer(m, "<i2").astype(float)
-        e = np.sqrt(np.mean(x ** 2)) if len(x) else 0
-        if e > 300:
-            speaking, silent = True, 0
-        elif speaking:
-            silent += 1
-        if speaking:
-            buf.append(x)
-        if speaking and silent >= 30:
-            y = np.concatenate(buf)
-            t = np.arange(int(len(y) * 1.5)) / 1.5
-            z = np.interp(t, np.arange(len(y)), y).astype("<i2").tobytes()
-            for i in range(0, len(z), 960):
-                ws.send(z[i:i + 960])
-            ws.send(json.dumps({"type": "transcript", "role": "assistant", "text": "I heard %.1f s" % (len(y) / 16000)}))
-            buf, speaking, silent = [], False, 0
+def _wait_listening(port: int, proc: subprocess.Popen, log: pathlib.Path) -> None:
+    deadline = time.monotonic() + READY_DEADLINE_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"gateway did not listen on {port}:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from websockets.sync.server import serve
-    ws_port, http_port = _free_port(), _free_port()
-    server = serve(_echo_handler, "127.0.0.1", ws_port)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    d = tmp_path_factory.mktemp("app")
-    (d / "devapp.py").write_text("from quart_trio import QuartTrio\nfrom control.api.widget import widget_bp\n"
-                                 "app = QuartTrio(__name__)\napp.register_blueprint(widget_bp)\n")
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}:{d}")
-    proc = subprocess.Popen([sys.executable, "-m", "hypercorn", "--worker-class", "trio", "-b", f"127.0.0.1:{http_port}",
-                      "devapp:app"], env=env, cwd=d)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", http_port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    """Control + gateway sharing one SQLite store; an echo agent behind an active web channel that
+    allows the control plane's own origin (where /demo is served), created through the REST API."""
+    from fixtures_control import start_control_server
+
+    workdir = tmp_path_factory.mktemp("stack")
+    gw_port = _free_port()
+    control = start_control_server(workdir, f"sqlite:///{workdir / 'converse.db'}",
+                                   {"GATEWAY_PUBLIC_URL": f"ws://127.0.0.1:{gw_port}",
+                                    "CONVERSE_LOG_LEVEL": "INFO"})
+    gw_log = workdir / "gateway.log"
+    with open(gw_log, "ab") as log:
+        gateway = subprocess.Popen([sys.executable, "-c", GATEWAY_SCRIPT, str(gw_port)], env=control.env,
+                                   cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
     try:
-        yield types.SimpleNamespace(control_url=f"http://127.0.0.1:{http_port}",
-                                     demo_url=f"http://127.0.0.1:{http_port}/demo?agent=echo&gateway=ws://127.0.0.1:{ws_port}")
+        _wait_listening(gw_port, gateway, gw_log)
+        with control.client() as api:
+            agent = api.post("/api/v1/agents", json={"name": "echo", "kind": "echo"})
+            assert agent.status_code == 201, agent.text
+            agent_id = agent.json()["id"]
+            ch = api.post("/api/v1/channels", json={
+                "type": "web", "name": "demo", "agent_id": agent_id,
+                "allowed_origins": [control.base_url]})
+            assert ch.status_code == 201, ch.text
+            r = api.post(f"/api/v1/channels/{ch.json()['id']}/activate")
+            assert r.status_code == 200 and r.json()["status"] == "active", r.text
+        yield types.SimpleNamespace(control_url=control.base_url, demo_url=control.base_url + "/demo",
+                                    agent_id=agent_id, gateway_url=f"ws://127.0.0.1:{gw_port}",
+                                    gateway_log=gw_log, control=control)
     finally:
-        proc.terminate()
-        proc.wait(10)
-        server.shutdown()
+        gateway.terminate()
+        try:
+            gateway.wait(15)
+        except subprocess.TimeoutExpired:
+            gateway.kill()
+            gateway.wait(15)
+        control.stop()
