@@ -14,7 +14,7 @@ They are not thread-safe (each reuses its output buffer); use one per stream.
 """
 from __future__ import annotations
 
-import binascii
+from math import gcd as _gcd
 from typing import Union
 
 from gateway._native import ffi, lib
@@ -387,3 +387,122 @@ class JitterBuffer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------- fused phone paths
+
+class Transcoder(_Native):
+    """Decode -> resample -> encode in one native call per frame, for the phone hot path.
+
+    ``Transcoder(in_codec, in_rate, out_codec, out_rate)``; codecs are ``"ulaw"``, ``"alaw"`` or
+    ``"l16"`` (PCM16 little-endian), rates any of 8000/16000/24000/48000. Shortcuts:
+
+    - ``Transcoder.inbound(codec="ulaw", rate=8000)``: provider audio -> PCM16 16 kHz for the agent
+    - ``Transcoder.outbound(codec="ulaw", rate=8000)``: agent PCM16 24 kHz -> provider audio
+
+    ``process(data) -> bytes`` raw in, raw out. ``process_b64(payload) -> bytes`` takes one whole base64
+    media payload (``str`` or ASCII bytes, as Twilio/Plivo/Exotel send it) and ``process_to_b64(data)
+    -> str`` returns one; both do the base64 inside C. Invalid base64 or an odd PCM16 byte count raise
+    ``ValueError`` and leave the stream untouched. The resampler keeps state across calls exactly as
+    ``Resampler`` does (same delay, output independent of framing); ``flush()`` returns the tail in the
+    output codec, ``reset()`` starts over.
+    """
+
+    __slots__ = ("in_codec", "in_rate", "out_codec", "out_rate", "_in_bps", "_out_bps", "_num", "_den",
+                 "_out", "_cap", "_len")
+
+    def __init__(self, in_codec: str, in_rate: int, out_codec: str, out_rate: int):
+        self._st = None
+        in_id, out_id = _codec(in_codec, "in_codec"), _codec(out_codec, "out_codec")
+        self.in_codec, self.out_codec = CODECS[in_id], CODECS[out_id]
+        self.in_rate, self.out_rate = _rate(in_rate, "in_rate"), _rate(out_rate, "out_rate")
+        self._st = _new(lib.cvg_transcoder_new, lib.cvg_transcoder_free,
+                        in_id, self.in_rate, out_id, self.out_rate)
+        self._in_bps = 2 if in_id == 0 else 1
+        self._out_bps = 2 if out_id == 0 else 1
+        g = _gcd(self.in_rate, self.out_rate)
+        self._num, self._den = self.out_rate // g, self.in_rate // g
+        self._len = ffi.new("size_t *")
+        self._grow(2 * self.out_rate // 10 * self._out_bps)  # 200 ms of output, base64-expanded
+
+    @classmethod
+    def inbound(cls, codec: str = "ulaw", rate: int = 8000, out_rate: int = 16000) -> "Transcoder":
+        """Provider -> agent: ``codec`` at ``rate`` in, PCM16 at ``out_rate`` (16 kHz) out."""
+        return cls(codec, rate, "l16", out_rate)
+
+    @classmethod
+    def outbound(cls, codec: str = "ulaw", rate: int = 8000, in_rate: int = 24000) -> "Transcoder":
+        """Agent -> provider: PCM16 at ``in_rate`` (24 kHz) in, ``codec`` at ``rate`` out."""
+        return cls("l16", in_rate, codec, rate)
+
+    def _grow(self, cap: int) -> None:
+        self._cap = cap
+        self._out = ffi.new("uint8_t[]", cap)
+
+    def _room(self, in_bytes: int, b64: bool = False) -> int:
+        """Room for what in_bytes of input can make (an upper bound of the C side's exact need)."""
+        need = ((in_bytes // self._in_bps) * self._num // self._den + 1) * self._out_bps
+        if b64:
+            need = (need + 2) // 3 * 4
+        if need > self._cap:
+            self._grow(need * 2)
+        return self._cap
+
+    def _in(self, data, what: str):
+        n = _byte_len(data, what)
+        if n % self._in_bps:
+            raise ValueError(f"{what}: PCM16 needs an even number of bytes, got {n}")
+        return (data if type(data) is bytes else ffi.from_buffer("uint8_t[]", data)), n
+
+    def process(self, data: BytesLike) -> bytes:
+        st = self._state()
+        src, n = self._in(data, "data")
+        length = self._len
+        length[0] = self._room(n)
+        _check(lib.cvg_transcoder_process(st, src, n, self._out, length))
+        return ffi.buffer(self._out, length[0])[:]
+
+    def process_b64(self, payload: Union[str, bytes]) -> bytes:
+        st = self._state()
+        if type(payload) is str:
+            try:
+                payload = payload.encode("ascii")
+            except UnicodeEncodeError:
+                raise ValueError("payload: base64 must be ASCII") from None
+        elif not isinstance(payload, bytes):
+            raise TypeError(f"payload: expected str or bytes, got {type(payload).__name__}")
+        n = len(payload)
+        length = self._len
+        length[0] = self._room(n * 3 // 4 + 2)
+        rc = lib.cvg_transcoder_process_b64(st, payload, n, self._out, length)
+        if rc == lib.CVG_ERR_ARG:
+            raise ValueError("payload: invalid base64")
+        if rc == lib.CVG_ERR_LENGTH:
+            raise ValueError("payload: decoded PCM16 has an odd number of bytes")
+        _check(rc)
+        return ffi.buffer(self._out, length[0])[:]
+
+    def process_to_b64(self, data: BytesLike) -> str:
+        st = self._state()
+        src, n = self._in(data, "data")
+        length = self._len
+        length[0] = self._room(n, b64=True)
+        _check(lib.cvg_transcoder_process_to_b64(st, src, n, ffi.cast("char *", self._out), length))
+        return ffi.buffer(self._out, length[0])[:].decode("ascii")
+
+    def flush(self) -> bytes:
+        st = self._state()
+        need = int(lib.cvg_transcoder_flush_len(st))
+        if need > self._cap:
+            self._grow(need)
+        length = self._len
+        length[0] = self._cap
+        _check(lib.cvg_transcoder_flush(st, self._out, length))
+        return ffi.buffer(self._out, length[0])[:]
+
+    def reset(self) -> None:
+        _check(lib.cvg_transcoder_reset(self._state()))
+
+    @property
+    def delay_ms(self) -> float:
+        return lib.cvg_transcoder_delay(self._state()) * 1000.0 / self.out_rate
