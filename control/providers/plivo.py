@@ -70,7 +70,7 @@ class _Call:
             return ProviderTimeout(NAME, "no answer within the deadline")
         if isinstance(exc, requests.exceptions.RequestException):
             return ProviderUnavailable(NAME, f"cannot reach the API: {type(exc).__name__}")
-        if isinstance(exc, (ValueError, KeyError, TypeError, AttributeError)):
+        if isinstance(exc, (ValueError, KeyError, IndexError, TypeError, AttributeError)):
             return ProviderUnavailable(NAME, f"unparseable answer: {type(exc).__name__}")
         return exc
 

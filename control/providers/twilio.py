@@ -75,7 +75,9 @@ class _Call:
             return ProviderTimeout(NAME, "no answer within the deadline")
         if isinstance(exc, requests.exceptions.RequestException):
             return ProviderUnavailable(NAME, f"cannot reach the API: {type(exc).__name__}")
-        if isinstance(exc, (ValueError, KeyError, TypeError, TwilioException)):
+        if isinstance(exc, (ValueError, KeyError, IndexError, TypeError, AttributeError,
+                            TwilioException)):
+            # What the SDK raises when a 2xx body is not the record it expected.
             return ProviderUnavailable(NAME, f"unparseable answer: {type(exc).__name__}")
         return exc
 
