@@ -164,6 +164,49 @@ def test_demo_voice_and_chat_round_trip(browser, stack):
         context.close()
 
 
+def test_token_url_and_refused_origin(browser, stack):
+    """A target whose channel does not allow this page's origin: the plain embed is refused (and the
+    widget says so); a session URL from the operator's backend (data-token-url) gets in."""
+    with stack.control.client() as api:
+        agent_id = api.post("/api/v1/agents", json={"name": "echo2", "kind": "echo"}).json()["id"]
+        ch = api.post("/api/v1/channels", json={"type": "web", "name": "elsewhere", "agent_id": agent_id,
+                                                "allowed_origins": ["https://shop.example.com"]}).json()
+        assert api.post(f"/api/v1/channels/{ch['id']}/activate").json()["status"] == "active"
+        session = api.post(f"/api/v1/channels/{ch['id']}/session-url", json={})
+        assert session.status_code == 200, session.text
+        session_url = session.json()["url"]
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    # The operator's backend endpoint, played by Playwright: it hands out the signed session URL.
+    page.route("**/my-backend/converse-session",
+               lambda route: route.fulfill(json={"url": session_url, "expires_at": "later"}))
+    try:
+        page.goto(stack.control_url + "/demo")
+        page.evaluate("""([gateway, agent]) => {
+            for (const id of ["plain", "tokened"]) {
+              const d = document.createElement("div"); d.id = id; document.body.appendChild(d);
+            }
+            window.plain = ConverseWidget.mount("#plain", {gateway, agent}, {title: "Plain"});
+            window.tokened = ConverseWidget.mount("#tokened", {tokenUrl: "/my-backend/converse-session"},
+                                                  {title: "Tokened"});
+        }""", [stack.gateway_url, agent_id])
+        plain = page.get_by_role("region", name="Plain")
+        plain.get_by_label("Message").fill("hi")
+        plain.get_by_label("Message").press("Enter")
+        plain.get_by_role("alert").filter(has_text="Could not connect").wait_for()
+        assert page.evaluate("window.plain.stats.state") == "error"
+
+        tokened = page.get_by_role("region", name="Tokened")
+        tokened.get_by_label("Message").fill("hi")
+        tokened.get_by_label("Message").press("Enter")
+        tokened.locator("li[data-role=assistant]", has_text="You said: hi").wait_for()
+        assert "token=" in page.evaluate("window.tokened.stats.ws_url")
+        page.screenshot(path=str(ARTIFACTS / "widget-token.png"))
+    finally:
+        context.close()
+
+
 # --- the widget against a scripted peer: clear, error, end, DTMF, odd-length binary frames ---------
 TONE_S = 5.0
 
