@@ -67,6 +67,15 @@ async def test_configure_then_remove_webhook(twilio, twilio_emulator, channel_ty
     assert twilio_emulator.number("+15005550006")[url_field] == ""
 
 
+async def test_remove_leaves_a_url_that_is_not_ours(twilio, twilio_emulator):
+    twilio_emulator.numbers[twilio_emulator.number_sid]["voice_url"] = "https://crm.example/ivr"
+    number = NumberInfo(number="+15005550006", provider_id="")
+    result = await twilio.remove_webhook(twilio_emulator.creds, number, "voice")
+    assert result.configured and "left alone" in result.detail
+    assert twilio_emulator.number("+15005550006")["voice_url"] == "https://crm.example/ivr"
+    assert twilio_emulator.calls("numbers.update") == []
+
+
 async def test_configure_finds_the_number_without_its_sid(twilio, twilio_emulator):
     number = NumberInfo(number="+15005550007", provider_id="")
     await twilio.configure_webhook(twilio_emulator.creds, number, HOOK, "voice")

@@ -27,6 +27,8 @@ from control.providers.base import (DEFAULT_DEADLINE_S, AccountInfo, NumberInfo,
                                     WebhookResult)
 
 NAME = "twilio"
+# Every webhook URL this gateway configures contains this (control.config.Settings.webhook_url).
+OUR_PATH = "/api/v1/webhooks/twilio/"
 MAX_NUMBERS = 1000          # an account with more numbers than this is not an operator's console
 _URL_FIELDS = {"voice": ("voice_url", "voice_method", "voice_application_sid"),
                "sms": ("sms_url", "sms_method", "sms_application_sid")}
@@ -145,7 +147,20 @@ class TwilioProvider(Provider):
     async def remove_webhook(self, creds: dict, number: NumberInfo,
                              channel_type: str) -> WebhookResult:
         url_field, _, _ = self._fields(channel_type)
-        await self._update_number(creds, number, {url_field: ""})
+
+        def clear(c: _Call):
+            pn = c.account.incoming_phone_numbers(_sid(c, number)).fetch()
+            current = getattr(pn, url_field) or ""
+            # Only undo what we did: the operator may have pointed the number elsewhere since.
+            if OUR_PATH not in current:
+                return current
+            c.account.incoming_phone_numbers(pn.sid).update(**{url_field: ""})
+            return ""
+
+        left = await self._run(creds, clear)
+        if left:
+            return WebhookResult(configured=True, detail=(
+                f"{number.number}: {url_field} left alone, it points elsewhere ({left})"))
         return WebhookResult(configured=True, detail=f"{number.number}: {url_field} cleared")
 
     async def send_message(self, creds: dict, sender: str, to: str, text: str,
@@ -172,16 +187,16 @@ class TwilioProvider(Provider):
                              f"not {channel_type!r}") from None
 
     async def _update_number(self, creds: dict, number: NumberInfo, changes: dict) -> Any:
-        def update(c: _Call):
-            # Lookup and update share one thread and so one deadline.
-            sid = number.provider_id or _sid_of(c, number.number)
-            return c.account.incoming_phone_numbers(sid).update(**changes)
-
-        return await self._run(creds, update)
+        # Lookup and update share one thread and so one deadline.
+        return await self._run(
+            creds, lambda c: c.account.incoming_phone_numbers(_sid(c, number)).update(**changes))
 
 
-def _sid_of(call: _Call, phone_number: str) -> str:
-    found = call.account.incoming_phone_numbers.list(phone_number=phone_number, limit=1)
+def _sid(call: _Call, number: NumberInfo) -> str:
+    """The number's PN sid: the one we were given, else looked up by phone number."""
+    if number.provider_id:
+        return number.provider_id
+    found = call.account.incoming_phone_numbers.list(phone_number=number.number, limit=1)
     if not found:
-        raise ProviderRejected(NAME, f"number {phone_number} is not on this account")
+        raise ProviderRejected(NAME, f"number {number.number} is not on this account")
     return found[0].sid

@@ -254,6 +254,8 @@ def _reason(status: int) -> str:
 
 
 class _Server(ThreadingHTTPServer):
+    request_queue_size = 256         # tests open hundreds of connections at once
+
     def handle_error(self, request, client_address):
         """Clients that give up (timeouts, drops) are normal here; anything else is printed."""
         import sys
