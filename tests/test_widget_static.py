@@ -170,3 +170,61 @@ async def test_demo_through_the_control_app_finds_the_echo_web_channel(tmp_path)
         assert (await client.get("/widget.js")).status_code == 200
     finally:
         store.close()
+
+
+# The worklet processors themselves, under Node with the few AudioWorkletGlobalScope names stubbed:
+# deterministic checks of framing, the jitter buffer's prebuffer, underrun, clear and bound.
+WORKLET_HARNESS = r"""
+const processors = {};
+globalThis.sampleRate = 48000;
+globalThis.currentTime = 0;
+globalThis.registerProcessor = (name, cls) => { processors[name] = cls; };
+globalThis.AudioWorkletProcessor = class { constructor() { this.port = { posted: [], postMessage(m) { this.posted.push(m); } }; } };
+require(process.argv[1]);
+const out = {};
+
+// Capture: 1 s of 48 kHz in 128-sample quanta -> 50 frames of 320 samples (640 bytes).
+const cap = new processors["converse-capture"]({ processorOptions: {} });
+const q = new Float32Array(128).fill(0.25);
+for (let i = 0; i < 48000 / 128; i++) cap.process([[q]]);
+out.capture_frames = cap.port.posted.length;
+out.capture_frame_bytes = [...new Set(cap.port.posted.map((b) => b.byteLength))];
+out.capture_last = new Int16Array(cap.port.posted[cap.port.posted.length - 1])[100];
+cap.port.onmessage({ data: { type: "stop" } });
+out.capture_after_stop = cap.process([[q]]);
+
+// Playback at 48 kHz with an 80 ms prebuffer and a 1 s bound.
+const pb = new processors["converse-playback"]({ processorOptions: { inRate: 24000, prebufferMs: 80, maxBufferMs: 1000 } });
+const quantum = () => { const o = [new Float32Array(128)]; pb.process([], [o]); currentTime += 128 / 48000; return o[0]; };
+const chunk = (ms, v) => new Int16Array(24 * ms).fill(v).buffer;
+pb.port.onmessage({ data: chunk(40, 16384) });           // 40 ms: below the prebuffer
+out.silent_before_prebuffer = quantum().every((x) => x === 0);
+pb.port.onmessage({ data: chunk(60, 16384) });           // 100 ms queued: starts playing
+quantum();
+out.plays_after_prebuffer = Math.abs(quantum()[64] - 0.5) < 0.01;
+for (let i = 0; i < 60; i++) quantum();                   // ~160 ms more: runs dry
+out.underruns = pb.stats.underruns;
+pb.port.onmessage({ data: chunk(500, 16384) });
+quantum();
+pb.port.onmessage({ data: { type: "clear" } });
+out.silent_after_clear = quantum().every((x) => x === 0);
+out.size_after_clear = pb.size;
+pb.port.onmessage({ data: chunk(3000, 1000) });          // 3 s into a 1 s buffer: oldest dropped
+out.size_bounded = pb.size;
+out.dropped = pb.stats.dropped;
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+def test_worklet_processors_frame_buffer_and_clear():
+    require(NODE is not None, "node not installed (needed to run the worklet processors)")
+    done = subprocess.run([NODE, "-e", WORKLET_HARNESS, str(STATIC / "widget-worklet.js")],
+                          check=True, timeout=60, capture_output=True, text=True)
+    out = json.loads(done.stdout)
+    assert out["capture_frames"] == 50 and out["capture_frame_bytes"] == [640]
+    assert out["capture_last"] == round(0.25 * 32767)       # DC passes the low-pass at unity gain
+    assert out["capture_after_stop"] is False
+    assert out["silent_before_prebuffer"] and out["plays_after_prebuffer"]
+    assert out["underruns"] == 1
+    assert out["silent_after_clear"] and out["size_after_clear"] == 0
+    assert out["size_bounded"] == 48000 and out["dropped"] == 2 * 48000
