@@ -56,6 +56,19 @@ async def test_demo_renders_target_from_query():
     assert 'src="/widget.js"' in html
     assert 'data-gateway="ws://127.0.0.1:9999"' in html
     assert 'data-agent="ag_123"' in html
+    # The copyable snippet, escaped once for the page: it shows exactly what embed_snippet returns.
+    assert ('&lt;script src=&#34;http://localhost/widget.js&#34; data-gateway=&#34;ws://127.0.0.1:9999&#34; '
+            'data-agent=&#34;ag_123&#34;&gt;&lt;/script&gt;') in html
+
+
+def test_embed_snippet():
+    from control.api.widget import embed_snippet
+    assert embed_snippet("https://c.example/", "wss://g.example:8080/", "flow", "fl_1") == (
+        '<script src="https://c.example/widget.js" data-gateway="wss://g.example:8080" '
+        'data-flow="fl_1"></script>')
+    assert "&quot;" in embed_snippet("https://c", "wss://g", "agent", 'x"y')
+    with pytest.raises(ValueError):
+        embed_snippet("https://c", "wss://g", "channel", "x")
 
 
 async def test_demo_uses_configured_finder_and_gateway():

@@ -17,6 +17,7 @@ settings' ``gateway_public_url``, else the request's host on port 8080.
 from __future__ import annotations
 
 import hashlib
+import html
 import pathlib
 import re
 
@@ -76,6 +77,18 @@ def _script_response(name: str) -> Response:
     if item.etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         return Response(b"", status=304, headers=headers)
     return Response(item.body, status=200, headers=headers)
+
+
+def embed_snippet(control_url: str, gateway_url: str, kind: str, target_id: str) -> str:
+    """The one-line ``<script>`` tag an operator pastes into a page (what the admin console shows).
+
+    ``control_url`` is where this blueprint is reachable (serves /widget.js), ``gateway_url`` the
+    gateway's public ``ws(s)://`` base, ``kind`` "agent" or "flow"."""
+    if kind not in ("agent", "flow"):
+        raise ValueError("kind must be 'agent' or 'flow'")
+    a = html.escape
+    return (f'<script src="{a(control_url.rstrip("/"))}/widget.js" data-gateway="{a(gateway_url.rstrip("/"))}" '
+            f'data-{kind}="{a(target_id)}"></script>')
 
 
 @widget_bp.get("/widget.js")
@@ -146,10 +159,12 @@ async def demo() -> Response:
         return _error(400, "gateway must be a ws:// or wss:// URL")
     if target is None:
         target = await _discover_target()
-    html = await render_template(
-        "demo.html", target=target, gateway=(gateway or _default_gateway()).rstrip("/"),
-        widget_src="/widget.js", widget_url=request.host_url.rstrip("/") + "/widget.js", dtmf=args.get("dtmf") == "1")
-    return Response(html, status=200 if target else 404, headers={
+    gateway = (gateway or _default_gateway()).rstrip("/")
+    snippet = embed_snippet(request.host_url, gateway, target.kind, target.id) if target else ""
+    page = await render_template(
+        "demo.html", target=target, gateway=gateway, snippet=snippet,
+        widget_src="/widget.js", dtmf=args.get("dtmf") == "1")
+    return Response(page, status=200 if target else 404, headers={
         "Content-Type": "text/html; charset=utf-8",
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
