@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket as _stdsocket
 import ssl
 import urllib.parse
@@ -71,6 +72,8 @@ class WebSocket:
     def __init__(self, stream: trio.abc.Stream, protocol, limits: Limits, *,
                  request: Request | None = None, remote: str = ""):
         self._stream = stream
+        # Plain TCP streams get the write() fast path in _flush; TLS streams always go through Trio.
+        self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._proto = protocol
         self._limits = limits
         self._lock = trio.StrictFIFOLock()
@@ -186,25 +189,56 @@ class WebSocket:
             await self._flush()
 
     async def _flush(self) -> None:
-        async with self._lock:
+        sock = self._sock
+        if sock is not None and not self._lock.locked():
+            # Fast path: take the rendered bytes and write() them without yielding. Nothing else
+            # can run in between and nobody holds the lock, so bytes still leave in render order;
+            # the common case (the kernel takes it all) costs one syscall and no scheduling.
+            fd = sock.fileno()                   # -1 once the socket is closed: never reused
             writes = self._proto.data_to_send()
             if not writes:
                 return
-            eof = writes[-1] == b""
-            data = writes[0] if len(writes) == 1 else b"".join(writes)
-            try:
-                if data:
-                    with trio.move_on_after(self._limits.write_timeout_s) as scope:
-                        await self._stream.send_all(data)
-                    if scope.cancelled_caught:
-                        await self._abort(1011, "write blocked: peer not reading")
-                        raise self._closed
-                if eof:
-                    await self._half_close()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                if self._closed is None:
-                    self._closed = ConnectionClosed(1006, "connection lost")
-                raise self._closed from None
+            if fd >= 0:
+                data = writes[0] if len(writes) == 1 else b"".join(writes)
+                eof = writes[-1] == b""
+                try:
+                    sent = os.write(fd, data) if data else 0
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    if self._closed is None:
+                        self._closed = ConnectionClosed(1006, "connection lost")
+                    raise self._closed from None
+                if sent == len(data) and not eof:
+                    return
+                self._lock.acquire_nowait()
+                try:
+                    await self._write(data[sent:], eof)
+                finally:
+                    self._lock.release()
+                return
+            self._proto.writes[:0] = writes      # closed socket: let the slow path report it
+        async with self._lock:
+            writes = self._proto.data_to_send()
+            if writes:
+                data = writes[0] if len(writes) == 1 else b"".join(writes)
+                await self._write(data, writes[-1] == b"")
+
+    async def _write(self, data: bytes, eof: bool) -> None:
+        """Write under the write deadline (caller holds the lock); abort with 1011 past it."""
+        try:
+            if data:
+                with trio.move_on_after(self._limits.write_timeout_s) as scope:
+                    await self._stream.send_all(data)
+                if scope.cancelled_caught:
+                    await self._abort(1011, "write blocked: peer not reading")
+                    raise self._closed
+            if eof:
+                await self._half_close()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if self._closed is None:
+                self._closed = ConnectionClosed(1006, "connection lost")
+            raise self._closed from None
 
     async def _half_close(self) -> None:
         send_eof = getattr(self._stream, "send_eof", None)
@@ -300,6 +334,9 @@ class Handshake:
         self._proto.send_response(response)
         ws = WebSocket(self._stream, self._proto, self._limits, request=self.request,
                        remote=self.remote_ip)
+        early = getattr(self.request, "_early_frames", None)
+        if early and response.status_code == 101:
+            ws._handle_frames(early)
         await ws._flush()
         if response.status_code != 101:
             raise HandshakeError("not a valid WebSocket upgrade", response.status_code)
@@ -344,8 +381,11 @@ async def _read_request(stream, proto: ServerProtocol) -> Request | None:
             proto.receive_data(data)
         else:
             proto.receive_eof()
-        for event in proto.events_received():
+        events = proto.events_received()
+        for i, event in enumerate(events):
             if isinstance(event, Request):
+                # frames pipelined right behind the request are kept for accept()
+                event._early_frames = events[i + 1:]
                 return event
         writes = proto.data_to_send()
         if writes:                       # the protocol answered an unparseable request itself
@@ -404,15 +444,17 @@ async def serve(handler, listeners, limits: Limits, *, handler_nursery=None,
             if request is None:
                 return
             handshake = Handshake(stream, proto, request, _remote_ip(stream), limits)
+            code, reason = 1000, ""
             try:
                 await handler(handshake)
             except HandshakeError:
                 pass
             except Exception:
                 log.exception("connection handler failed for %s", handshake.path)
+                code, reason = 1011, "internal error"
             if handshake.websocket is not None:
                 with trio.CancelScope(shield=True):
-                    await handshake.websocket.aclose(1011, "internal error")
+                    await handshake.websocket.aclose(code, reason)
             elif not handshake.answered:
                 await handshake.reject(500, "internal error")
         finally:
@@ -471,8 +513,13 @@ async def connect(url: str, headers: dict | list | None = None, *, timeout: floa
         await trio.aclose_forcefully(stream)
         raise
     ws = WebSocket(stream, proto, limits, remote=uri.host)
-    if leftover:
+    if leftover:                         # frames that arrived with the 101 (e.g. a first ping)
         ws._handle_frames(leftover)
+        if proto.writes:
+            try:
+                await ws._flush()        # the pong must not wait for our next read
+            except ConnectionClosed:
+                pass
     return ws
 
 

@@ -198,3 +198,17 @@ async def test_reuse_port_lets_two_servers_share_a_port():
     assert second[0].socket.getsockname()[1] == port
     for listener in first + second:
         await listener.aclose()
+
+
+async def test_frame_pipelined_with_the_upgrade_request_is_kept(gateway):
+    stream = await trio.open_tcp_stream("127.0.0.1", gateway.port)
+    request = (b"GET /ws/agent/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               b"Sec-WebSocket-Version: 13\r\nOrigin: http://localhost:8000\r\n\r\n")
+    await stream.send_all(request + raw_frame(Opcode.TEXT, b'{"type":"text","text":"early"}'))
+    data = b""
+    with trio.fail_after(10):
+        while b"You said: early" not in data:
+            data += await stream.receive_some(65536)
+    assert data.startswith(b"HTTP/1.1 101")
+    await stream.aclose()
