@@ -11,6 +11,7 @@ which returns the number to the account's default application.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 import plivo
@@ -27,24 +28,48 @@ from control.providers.base import (DEFAULT_DEADLINE_S, AccountInfo, NumberInfo,
 NAME = "plivo"
 SDK_HOST = "https://api.plivo.com"
 APP_PREFIX = "converse-"
+SDK_LIMITER_SIZE = 16          # connections worth keeping: one per SDK worker thread
 MAX_PAGES = 50                 # 20 numbers per page (Plivo's cap): 1000 numbers at most
 
 
 class _Adapter(HTTPAdapter):
-    """Sends the SDK's requests to the configured base; records the last answer's status."""
+    """Sends the SDK's requests to the configured base and remembers, per thread, the last
+    answer's status and headers. One per base URL, shared, so connections are kept alive."""
 
     def __init__(self, base_url: str):
-        super().__init__(max_retries=0)
+        super().__init__(max_retries=0, pool_maxsize=SDK_LIMITER_SIZE)
         self.base_url = base_url
-        self.last_status: int | None = None
-        self.last_headers: dict = {}
+        self._local = threading.local()
+
+    @property
+    def last_status(self) -> int | None:
+        return getattr(self._local, "status", None)
+
+    @property
+    def last_headers(self) -> dict:
+        return getattr(self._local, "headers", {})
 
     def send(self, request, **kwargs):
+        self._local.status, self._local.headers = None, {}
         if request.url.startswith(SDK_HOST):
             request.url = self.base_url + request.url[len(SDK_HOST):]
         response = super().send(request, **kwargs)
-        self.last_status, self.last_headers = response.status_code, dict(response.headers)
+        self._local.status, self._local.headers = response.status_code, dict(response.headers)
         return response
+
+    def close(self):
+        """Shared: a client's session.close() must not close the pool under other calls."""
+
+
+_ADAPTERS: dict[str, _Adapter] = {}
+_ADAPTERS_LOCK = threading.Lock()
+
+
+def _adapter(base_url: str) -> _Adapter:
+    with _ADAPTERS_LOCK:
+        if base_url not in _ADAPTERS:
+            _ADAPTERS[base_url] = _Adapter(base_url)
+        return _ADAPTERS[base_url]
 
 
 class _Call:
@@ -57,7 +82,7 @@ class _Call:
             # The SDK checks this too, but its message would echo the value back.
             raise ProviderRejected(NAME, "auth_id must be 20 characters starting with MA or SA")
         self.client = plivo.RestClient(auth_id, str(creds["auth_token"]), timeout=deadline)
-        self.adapter = _Adapter(base_url)
+        self.adapter = _adapter(base_url)
         self.client.session.mount(SDK_HOST, self.adapter)
 
     def translate(self, exc: BaseException) -> BaseException:

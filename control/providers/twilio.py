@@ -12,6 +12,7 @@ cannot make a retried create safe by itself; the outbox reconciles by listing se
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 import requests
@@ -35,25 +36,46 @@ _URL_FIELDS = {"voice": ("voice_url", "voice_method", "voice_application_sid"),
 
 
 class _HttpClient(TwilioHttpClient):
-    """Keeps the last response's headers: TwilioRestException drops Retry-After."""
+    """Shared by every call with the same deadline, so connections to Twilio are kept alive
+    (TLS setup costs more than the request). Remembers each thread's last response headers:
+    TwilioRestException drops Retry-After."""
 
-    last_headers: dict = {}
+    def __init__(self, timeout: float):
+        super().__init__(timeout=timeout)
+        self._local = threading.local()
+
+    @property
+    def last_headers(self) -> dict:
+        return getattr(self._local, "headers", {})
 
     def request(self, *args, **kwargs):
+        self._local.headers = {}
         response = super().request(*args, **kwargs)
-        self.last_headers = dict(response.headers or {})
+        self._local.headers = dict(response.headers or {})
         return response
 
 
+_CLIENTS: dict[float, _HttpClient] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _http_client(deadline: float) -> _HttpClient:
+    with _CLIENTS_LOCK:
+        if deadline not in _CLIENTS:
+            _CLIENTS[deadline] = _HttpClient(timeout=deadline)
+        return _CLIENTS[deadline]
+
+
 class _Call:
-    """One SDK client per operation, so credentials never outlive the request."""
+    """One SDK client per operation, so credentials never outlive the request (the HTTP
+    connection pool underneath is shared; it holds no credentials)."""
 
     def __init__(self, creds: dict, base_url: str, deadline: float):
         missing = [f for f in TwilioProvider.credential_fields if not creds.get(f)]
         if missing:
             raise ProviderRejected(NAME, f"missing credential field(s): {', '.join(missing)}")
         self.sid = str(creds["account_sid"])
-        self.http = _HttpClient(timeout=deadline)
+        self.http = _http_client(deadline)
         # environment={} keeps TWILIO_EDGE/TWILIO_REGION from rewriting the configured host.
         self.client = Client(self.sid, str(creds["auth_token"]), account_sid=self.sid,
                              http_client=self.http, environment={})
