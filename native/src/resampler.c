@@ -6,6 +6,7 @@
  * at base. Input is converted to float once into `buf`, which keeps T-1 samples of history; every
  * output whose window is complete is computed at once, so nothing is held back. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cvg_resampler.h"
@@ -274,8 +275,11 @@ cvg_resampler *cvg_resampler_new(int in_rate, int out_rate, int *err)
     }
     st->kernel = produce_generic;
 #ifdef CVG_HAVE_AVX2
+    /* CVG_RESAMPLER_GENERIC=1 forces the portable kernel (tests compare the two). */
+    const char *force = getenv("CVG_RESAMPLER_GENERIC");
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) st->kernel = produce_avx2;
+    if (!(force && *force == '1') && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        st->kernel = produce_avx2;
 #endif
     cvg_resampler_reset(st);
     if (err) *err = CVG_OK;
