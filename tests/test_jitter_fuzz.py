@@ -4,6 +4,7 @@ Random sequence numbers (around the 2**32 wrap), duplicates, late and far-future
 resets never crash it, and its bookkeeping always balances: every frame put is played, dropped as
 late/duplicate/overflow/discarded/flushed, or still buffered; every tick is one output frame.
 """
+import os
 import struct
 
 from hypothesis import HealthCheck, example, given, settings
@@ -11,7 +12,10 @@ from hypothesis import strategies as st
 
 from gateway.audio import JitterBuffer
 
-PROPERTY = settings(max_examples=1000, derandomize=True, deadline=None,
+# CI: 1,000 derandomized examples per property. A deeper random hunt:
+#   JITTER_FUZZ_EXAMPLES=20000 .venv/bin/python -m pytest tests/test_jitter_fuzz.py
+_DEEP = int(os.environ.get("JITTER_FUZZ_EXAMPLES", "0"))
+PROPERTY = settings(max_examples=_DEEP or 1000, derandomize=not _DEEP, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 WRAP = 2**32
 

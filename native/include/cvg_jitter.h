@@ -33,10 +33,11 @@
  *
  * Adaptive delay: the buffer's clock is its own tick count (one per get). For every arriving frame it
  * records ticks - seq; over the last CVG_JITTER_WINDOW arrivals the spread (max - min) of that value
- * is the observed arrival jitter in frames, and the target delay is that spread clamped to
- * [min_delay, max_delay]. Playout starts (and restarts after an underrun) once the target delay is
- * buffered; when the delay exceeds target + CVG_JITTER_HEADROOM, one real frame per tick is
- * discarded until it is back (only when max_delay > 0).
+ * is the observed arrival jitter in frames. Its peak is held and released by one frame per
+ * CVG_JITTER_DECAY arrivals once the window no longer shows it; the target delay is that peak clamped
+ * to [min_delay, max_delay]. Playout starts (and restarts after an underrun) once the target delay is
+ * buffered; while the delay exceeds target + CVG_JITTER_HEADROOM, one real frame every
+ * CVG_JITTER_DISCARD_SPACING ticks is discarded (only when max_delay > 0).
  *
  * Zero-delay "gap filler" mode (min_delay = max_delay = 0; the inbound phone leg): no clock at all.
  * After every put, drain:   while (cvg_jitter_pending(jb) > 0) cvg_jitter_get(jb, out, n, &kind);
@@ -78,6 +79,8 @@ enum {
 #define CVG_JITTER_FADE_FRAMES 4
 #define CVG_JITTER_WINDOW 128
 #define CVG_JITTER_HEADROOM 2
+#define CVG_JITTER_DECAY 64
+#define CVG_JITTER_DISCARD_SPACING 4
 #define CVG_JITTER_MAX_CAPACITY 65536
 #define CVG_JITTER_MAX_FRAME_BYTES 65536
 #define CVG_JITTER_MAX_GAP (1 << 30)

@@ -36,7 +36,11 @@ struct cvg_jitter {
     /* arrival jitter estimate */
     int64_t win[CVG_JITTER_WINDOW];
     uint32_t win_len, win_pos;
-    uint32_t target, jitter;
+    uint32_t jitter;    /* spread over the window, in frames */
+    uint32_t peak;      /* jitter held at its highest, decaying slowly (1 frame per DECAY arrivals) */
+    uint32_t decay_count;
+    uint32_t target;
+    uint32_t since_discard; /* ticks since the last discard */
 
     cvg_jitter_counters st;
     int16_t *slots;     /* cap * frame_bytes */
@@ -106,7 +110,8 @@ int cvg_jitter_reset(cvg_jitter *jb)
     jb->conceal_run = 0;
     jb->win_len = jb->win_pos = 0;
     jb->target = jb->min_delay;
-    jb->jitter = 0;
+    jb->jitter = jb->peak = jb->decay_count = 0;
+    jb->since_discard = CVG_JITTER_DISCARD_SPACING;
     memset(&jb->st, 0, sizeof jb->st);
     return CVG_OK;
 }
@@ -170,7 +175,17 @@ static void note_arrival(cvg_jitter *jb, uint32_t seq)
     }
     int64_t spread = hi - lo;
     jb->jitter = spread > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)spread;
-    uint32_t t = jb->jitter;
+    /* Attack at once, release slowly: a delay spike that recurs every few seconds (a congested
+     * uplink, a TCP retransmit) is still covered the next time instead of causing an underrun
+     * and then a run of discards each time. */
+    if (jb->jitter >= jb->peak) {
+        jb->peak = jb->jitter;
+        jb->decay_count = 0;
+    } else if (++jb->decay_count >= CVG_JITTER_DECAY) {
+        jb->peak--;
+        jb->decay_count = 0;
+    }
+    uint32_t t = jb->peak;
     if (t < jb->min_delay) t = jb->min_delay;
     if (t > jb->max_delay) t = jb->max_delay;
     jb->target = t;
@@ -363,8 +378,12 @@ static int tick(cvg_jitter *jb, uint8_t *out)
             jb->playing = 1;
         }
         if (jb->next == jb->base && jb->present[jb->head]) {
-            if (jb->max_delay > 0 && !discarded && cur > jb->target + CVG_JITTER_HEADROOM) {
+            /* Too much delay: drop a frame, at most one every DISCARD_SPACING ticks, so the
+             * catch-up is a gentle time compression rather than a cut. */
+            if (jb->max_delay > 0 && !discarded && cur > jb->target + CVG_JITTER_HEADROOM &&
+                jb->since_discard >= CVG_JITTER_DISCARD_SPACING) {
                 jb->st.discarded++;
+                jb->since_discard = 0;
                 advance_one(jb, 1);
                 discarded = 1;
                 continue;
@@ -399,6 +418,7 @@ int cvg_jitter_get(cvg_jitter *jb, uint8_t *out, size_t out_len, int *kind)
     if (!jb || !out) return CVG_ERR_NULL;
     if (out_len < jb->frame_bytes) return CVG_ERR_LENGTH;
     jb->st.ticks++;
+    if (jb->since_discard < CVG_JITTER_DISCARD_SPACING) jb->since_discard++;
     int k = tick(jb, out);
     if (kind) *kind = k;
     return CVG_OK;
