@@ -46,5 +46,6 @@ def provider_endpoints(twilio_emulator, plivo_emulator, exotel_emulator, meta_em
 @pytest.fixture
 def provider_env(provider_endpoints) -> dict[str, str]:
     """The environment variables that point a control-plane process at the emulators."""
-    return {"TWILIO_API_BASE": provider_endpoints.twilio, "PLIVO_API_BASE": provider_endpoints.plivo,
-            "EXOTEL_API_BASE": provider_endpoints.exotel, "META_GRAPH_BASE": provider_endpoints.meta}
+    ep = provider_endpoints
+    return {"TWILIO_API_BASE": ep.twilio, "PLIVO_API_BASE": ep.plivo,
+            "EXOTEL_API_BASE": ep.exotel, "META_GRAPH_BASE": ep.meta}

@@ -24,7 +24,7 @@ PROVIDERS: tuple[str, ...] = tuple(_REGISTRY)
 
 
 def provider_class(name: str) -> type[Provider]:
-    """The provider class (for its ``channel_types`` / ``credential_fields``); KeyError if unknown."""
+    """The provider class (for ``channel_types``, ``credential_fields``); KeyError if unknown."""
     module_name, class_name = _REGISTRY[name]
     return getattr(importlib.import_module(module_name), class_name)
 

@@ -25,7 +25,7 @@ MAX_ERROR_TEXT = 300
 
 
 class ProviderRateLimited(ProviderUnavailable):
-    """HTTP 429: transient, retry after ``retry_after`` seconds (None when the provider gave none)."""
+    """HTTP 429: transient; retry after ``retry_after`` seconds (None: the provider gave none)."""
 
     def __init__(self, provider: str, message: str, *, status: int | None = 429,
                  retry_after: float | None = None):

@@ -21,8 +21,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from control.config import ProviderEndpoints
-from control.providers._http import (ProviderRateLimited, error_for_status, parse_retry_after,
-                                     run_sdk)
+from control.providers._http import error_for_status, parse_retry_after, run_sdk
 from control.providers.base import (DEFAULT_DEADLINE_S, AccountInfo, NumberInfo, Provider,
                                     ProviderRejected, ProviderTimeout, ProviderUnavailable,
                                     WebhookResult)

@@ -1,4 +1,5 @@
-"""Exotel ExoPhone API emulator (protocols.md 4.1): ``/v2_beta/Accounts/{sid}/IncomingPhoneNumbers``.
+"""Exotel ExoPhone API emulator (protocols.md 4.1):
+``/v2_beta/Accounts/{sid}/IncomingPhoneNumbers``.
 
 HTTP Basic ``api_key:api_token``; a key used on another account's sid gets 403. Errors use the
 v2 envelope ``{"request_id","method","http_code","response":{"code","error_data":{"code",
