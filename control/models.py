@@ -155,14 +155,18 @@ class AgentList(msgspec.Struct):
 
 
 # --------------------------------------------------------------------------------------- flows
+FlowDefinition = Annotated[dict[str, Any], Meta(
+    description="the flow engine's format: {name, start, nodes: {ID: {...}}}; must have 'nodes'")]
+
+
 class FlowCreate(_In):
     name: Name
-    definition: dict[str, Any]
+    definition: FlowDefinition
 
 
 class FlowPatch(_In):
     name: Name | UnsetType = UNSET
-    definition: dict[str, Any] | UnsetType = UNSET
+    definition: FlowDefinition | UnsetType = UNSET
 
 
 class FlowOut(msgspec.Struct, kw_only=True):

@@ -80,14 +80,18 @@ def check_string_map(raw: Any, key: str, *, prefix: str = "$", max_len: int = 40
             raise validation(f"longer than {max_len} characters", f"{prefix}.{key}.{k}")
 
 
+NO_BODY = object()
+
+
 async def read_json(*, required: bool = True) -> Any:
+    """The decoded JSON body; ``NO_BODY`` when it is empty and optional."""
     data = await request.get_data(cache=True)
     if len(data) > MAX_BODY_BYTES:
         raise ApiError(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
     if not data.strip():
         if required:
             raise validation("a JSON body is required", "$")
-        return None
+        return NO_BODY
     try:
         return msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
@@ -105,7 +109,9 @@ def convert(raw: Any, typ: type[T], *, prefix: str = "$") -> T:
 async def handle_http_exception(exc: HTTPException) -> Response:
     code = exc.code or 500
     kind = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(code, "http")
-    return json_response(models.Error(error=kind, message=exc.description or exc.name), code)
+    # Keep the exception's own headers (405 carries Allow, as RFC 9110 requires).
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    return json_response(models.Error(error=kind, message=exc.description or exc.name), code, headers)
 
 
 async def handle_unexpected(exc: Exception) -> Response:

@@ -55,7 +55,7 @@ def operation(bp: Blueprint, method: str, path: str, *, summary: str, tag: str, 
         async def view(**kwargs):
             if body is not None:
                 raw = await errors.read_json(required=body_required)
-                if raw is None:
+                if raw is errors.NO_BODY:
                     kwargs["body"] = body()
                 else:
                     if prepare is not None:
