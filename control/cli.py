@@ -136,17 +136,32 @@ def _secrets_rotate(args) -> int:
     return 0
 
 
+def _add_media_plane_commands(sub) -> None:
+    """`converse up` (both planes) and `converse gateway`: the logic lives in control/up.py."""
+    from control import up
+    p = sub.choices["up"]
+    p.add_argument("--gateway-port", type=int, default=8080)
+    p.set_defaults(func=up.up_command)
+    p = sub.add_parser("gateway", help="run the media plane (WebSocket gateway)")
+    p.add_argument("--host", default=os.environ.get("GATEWAY_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8080")))
+    p.add_argument("--workers", type=int, default=1, help="processes sharing the port (one per core)")
+    p.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT")
+    p.set_defaults(func=up.gateway_command)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="converse")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("selfcheck", help="load the native audio core and exit").set_defaults(func=_selfcheck)
 
     for name, help_ in (("control", "run the control plane (REST API) with Hypercorn"),
-                        ("up", "run both planes on embedded defaults (for now: the control plane)")):
+                        ("up", "run both planes on embedded defaults (seeds an echo demo)")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--host", default=None, help="default: CONTROL_HOST or 127.0.0.1")
         p.add_argument("--port", type=int, default=None, help="default: CONTROL_PORT or 8000")
         p.set_defaults(func=_control)
+    _add_media_plane_commands(sub)
 
     sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=_migrate)
 
