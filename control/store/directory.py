@@ -14,7 +14,6 @@ from control.store import Store, repo
 from gateway.directory import AgentInfo, ChannelInfo, FlowInfo
 
 DEFAULT_REFRESH_S = 1.0
-LOAD_DEADLINE_S = 10.0
 
 
 class _Snapshot:
@@ -69,11 +68,12 @@ class StoreDirectory:
                     and trio.current_time() - self._checked_at < self.refresh_s:
                 return self._snap   # another task refreshed while we waited for the lock
             writes = self.store.local_writes
-            with trio.fail_after(LOAD_DEADLINE_S):
-                version = await self.store.read(repo.config_version)
-                if self._snap is None or version != self._snap.version:
-                    self._snap = await self.store.read(_load)
-                    self.reloads += 1
+            # No trio deadline here: a worker thread cannot be cancelled, so the database's own
+            # limits bound these reads (SQLite busy_timeout, PostgreSQL statement_timeout).
+            version = await self.store.read(repo.config_version)
+            if self._snap is None or version != self._snap.version:
+                self._snap = await self.store.read(_load)
+                self.reloads += 1
             self._seen_writes = writes
             self._checked_at = trio.current_time()
             return self._snap
