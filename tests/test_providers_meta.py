@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from control.config import ProviderEndpoints
-from control.providers import NumberInfo, ProviderRejected, get_provider
+from control.providers import (NumberInfo, ProviderRateLimited, ProviderRejected,
+                               ProviderUnavailable, get_provider)
 
 HOOK = "https://gw.example.net/api/v1/webhooks/meta/ch_123"
 
@@ -78,3 +79,19 @@ async def test_mark_read(meta, meta_emulator):
     assert meta_emulator.calls("messages")[0].json()["typing_indicator"] == {"type": "text"}
     with pytest.raises(ProviderRejected, match="131009"):
         await meta.mark_read(meta_emulator.creds, "wamid.unknown")
+
+
+@pytest.mark.parametrize("status, code, expected", [
+    (400, 130429, ProviderRateLimited),     # throughput: Meta sends it as 400 as often as 429
+    (400, 131056, ProviderRateLimited),     # pair rate limit
+    (400, 131000, ProviderUnavailable),     # "something went wrong": transient
+    (400, 131026, ProviderRejected),        # undeliverable: permanent
+    (500, 1, ProviderUnavailable),
+])
+async def test_graph_error_codes_decide_retryability(meta, meta_emulator, status, code, expected):
+    body = {"error": {"message": f"(#{code}) words", "type": "OAuthException", "code": code,
+                      "fbtrace_id": "Ax"}}
+    meta_emulator.fail("messages", status, body=body)
+    with pytest.raises(expected) as err:
+        await meta.send_message(meta_emulator.creds, "", "+16505551234", "hi", "k")
+    assert type(err.value) is expected and f"code {code}" in str(err.value)

@@ -50,17 +50,21 @@ def clip(text: str) -> str:
 
 
 def error_for_status(provider: str, status: int, words: str, *, code: object = None,
-                     retry_after: float | None = None) -> Exception:
+                     retry_after: float | None = None, kind: str | None = None) -> Exception:
     """Map a provider's HTTP error answer to our error classes.
 
     4xx means the provider understood us and refused (422 upstream), except 408/429 which are
-    transient; 5xx and anything stranger mean "try again later" (502).
+    transient; 5xx and anything stranger mean "try again later" (502). ``kind`` ("rate_limited",
+    "unavailable", "rejected") overrides the status where a provider's own error code says more.
     """
     where = f"code {code}, HTTP {status}" if code not in (None, "", status) else f"HTTP {status}"
     message = f"{clip(words)} ({where})" if words else where
-    if status == 429:
+    if kind is None:
+        kind = ("rate_limited" if status == 429 else
+                "rejected" if 400 <= status < 500 and status != 408 else "unavailable")
+    if kind == "rate_limited":
         return ProviderRateLimited(provider, message, status=status, retry_after=retry_after)
-    if 400 <= status < 500 and status != 408:
+    if kind == "rejected":
         return ProviderRejected(provider, message, status=status)
     return ProviderUnavailable(provider, message, status=status)
 
@@ -96,13 +100,16 @@ class HttpJson:
 
     ``words_of`` extracts ``(text, code)`` -- the provider's human-readable error text and its own
     error code, if any -- from a decoded error body; it must not raise on odd shapes.
+    ``kind_of`` maps a provider error code to an error kind (see :func:`error_for_status`).
     """
 
     def __init__(self, provider: str, deadline: float,
-                 words_of: Callable[[Any], tuple[str, object]]):
+                 words_of: Callable[[Any], tuple[str, object]],
+                 kind_of: Callable[[object], str | None] = lambda code: None):
         self.provider = provider
         self.deadline = deadline
         self.words_of = words_of
+        self.kind_of = kind_of
 
     async def request(self, method: str, url: str, *, auth: httpx.Auth | tuple | None = None,
                       headers: dict | None = None, params: dict | None = None,
@@ -133,5 +140,5 @@ class HttpJson:
                                           status=status)
             return body
         words, code = self.words_of(body) if body is not None else ("", None)
-        raise error_for_status(self.provider, status, words, code=code,
+        raise error_for_status(self.provider, status, words, code=code, kind=self.kind_of(code),
                                retry_after=parse_retry_after(response.headers.get("retry-after")))

@@ -30,6 +30,24 @@ def _graph_words(body: Any) -> tuple[str, object]:
     return str(err.get("message") or err.get("type") or ""), err.get("code")
 
 
+# Meta says to branch on the error ``code``, not the HTTP status, which varies for the same
+# condition (throttling arrives as 400 or 429). Throttling: app call rate (4), WABA rate (80007),
+# throughput (130429), pair rate (131056). Transient: unknown/service errors (1, 2, 131000,
+# 131016).
+_RATE_LIMIT_CODES = {4, 80007, 130429, 131056}
+_TRANSIENT_CODES = {1, 2, 131000, 131016}
+
+
+def _graph_kind(code: object) -> str | None:
+    try:
+        code = int(code)
+    except (TypeError, ValueError):
+        return None
+    if code in _RATE_LIMIT_CODES:
+        return "rate_limited"
+    return "unavailable" if code in _TRANSIENT_CODES else None
+
+
 def _e164(display: str) -> str:
     digits = re.sub(r"\D", "", display or "")
     return f"+{digits}" if digits else ""
@@ -42,7 +60,7 @@ class MetaProvider(Provider):
 
     def __init__(self, endpoints: ProviderEndpoints, deadline: float = DEFAULT_DEADLINE_S):
         self.base_url = endpoints.meta.rstrip("/")
-        self.http = HttpJson(NAME, deadline, _graph_words)
+        self.http = HttpJson(NAME, deadline, _graph_words, _graph_kind)
 
     # ----- helpers -------------------------------------------------------------------------
     def _check(self, creds: dict) -> tuple[str, dict]:
