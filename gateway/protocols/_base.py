@@ -98,7 +98,8 @@ class MediaStreamConnection:
     provider: ClassVar[str]
     _messages: ClassVar[dict[type, Input]]   # the provider's wire Structs -> state-machine input
     _ignored: ClassVar[frozenset[str]] = frozenset()  # known, deliberately unused event names
-    _echoes_marks_on_clear: ClassVar[bool]
+    _clear_echoes_marks: ClassVar[bool]     # see MarkTracker
+    _clear_is_acked: ClassVar[bool] = False
     # Built from _messages by __init_subclass__:
     _decoder: ClassVar[msgspec.json.Decoder]
     _known: ClassVar[frozenset[str]]
@@ -114,7 +115,8 @@ class MediaStreamConnection:
     def __init__(self) -> None:
         self.state = State.CONNECTED
         self.stream: StreamStarted | None = None   # the start event, once seen
-        self._marks = MarkTracker(echoes_on_clear=self._echoes_marks_on_clear)
+        self._marks = MarkTracker(
+            clear_echoes=self._clear_echoes_marks, clear_acks=self._clear_is_acked)
         self._backlog: list[Event] = []           # marks cleared by send(SendClear())
         self._stopped = False
         self._closed = False
@@ -168,6 +170,8 @@ class MediaStreamConnection:
             self._on_start(event)
         elif inp is Input.STOP:
             self._stopped = True
+        elif inp is Input.CLEARED:
+            self._marks.clear_acknowledged()
         return event
 
     def _invalid(self, message: str | bytes, exc: msgspec.ValidationError) -> Event | None:

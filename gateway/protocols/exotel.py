@@ -170,7 +170,7 @@ class ExotelConnection(MediaStreamConnection):
     }
     # Undocumented (§4.2 [?]). Assuming "no echo" is the safe side: an echo that does come for a
     # cleared mark names no pending mark and is ignored.
-    _echoes_marks_on_clear = False
+    _clear_echoes_marks = False
 
     _sid = ""
     _media_prefix = ""

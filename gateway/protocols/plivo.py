@@ -130,7 +130,8 @@ class PlivoConnection(MediaStreamConnection):
         _Played: Input.MARK, _ClearedAudio: Input.CLEARED, _Stop: Input.STOP,
     }
     _ignored = frozenset({"muteStream", "unmuteStream"})
-    _echoes_marks_on_clear = False   # §3.4: clearAudio drops checkpoints without an ack
+    _clear_echoes_marks = False   # §3.4: clearAudio drops checkpoints without an ack...
+    _clear_is_acked = True        # ...and answers clearedAudio
 
     _sid = ""
     _media_prefix = ""

@@ -95,7 +95,7 @@ class TwilioConnection(MediaStreamConnection):
         _Connected: Input.CONNECTED, _Start: Input.START, _Media: Input.MEDIA,
         _Dtmf: Input.DTMF, _Mark: Input.MARK, _Stop: Input.STOP,
     }
-    _echoes_marks_on_clear = True   # §1.4: clear sends back every pending mark
+    _clear_echoes_marks = True   # §1.4: clear sends back every pending mark
 
     _sid = ""
     _media_prefix = ""
