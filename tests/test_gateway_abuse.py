@@ -135,3 +135,44 @@ async def test_misbehaving_clients_do_not_affect_healthy_sessions(nursery, autoj
         assert s.dropped_in == 0 and s.dropped_out == 0 and s.late_frames == 0
     assert server.metrics.close_codes.get(1011, 0) == 1       # the non-reader, and only it
     server.shutdown()
+
+
+def _open_fds() -> int:
+    import os
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _live_tasks() -> int:
+    """Every task in the run, walking the tree from the root."""
+    todo, count = [trio.lowlevel.current_root_task()], 0
+    while todo:
+        task = todo.pop()
+        count += 1
+        for nursery in task.child_nurseries:
+            todo.extend(nursery.child_tasks)
+    return count
+
+
+async def test_churn_leaves_fds_and_tasks_at_baseline(nursery, autojump_clock):
+    """RELIABILITY 9, bounded for CI: connect -> 10 frames -> close, 300 times."""
+    server = await start_gateway(nursery, limits=Limits(handshake_burst=1000))
+
+    async def cycle():
+        ws = await open_session(server, "/ws/agent/echo")
+        for _ in range(10):
+            await ws.send(bytes(640))
+        await ws.aclose()
+
+    await cycle()
+    await trio.sleep(1)
+    fds, tasks = _open_fds(), _live_tasks()
+    for _ in range(300):
+        await cycle()
+    with trio.fail_after(30):
+        while server.sessions:
+            await trio.sleep(0.1)
+    await trio.sleep(1)
+    assert _open_fds() <= fds
+    assert _live_tasks() <= tasks
+    assert server.metrics.sessions_total == 301 and not server.metrics.live
+    server.shutdown()
