@@ -76,6 +76,10 @@ terminal HandOff(agent_id, variables), Transfer(number), End(reason, message). I
 run on voice (a text conversation waits); api/classifier requests always get a backstop timer.
 Guards: 100 automatic moves per feed, 10,000 per conversation, then End("loop").
 
+Simulation: ``simulate(flow, inputs, context=..., now=...)`` (module :mod:`.simulate`) runs a
+scripted list of inputs (text, digits, utterance, timeout, api answer, category) and returns the
+transcript of actions, for ``POST /api/v1/flows/{id}/simulate``.
+
 Persistence: ``snapshot()`` is a JSON-able dict; ``FlowEngine.restore(flow, context, snapshot)``
 resumes it or raises FlowSnapshotError when the flow changed so that the position is gone.
 """
@@ -86,6 +90,7 @@ from .events import (Action, ApiResult, CallApi, CancelTimer, Classify, Classifi
                      Speak, SpeechFinished, StartTimer, TERMINAL, TextReceived, TimerFired,
                      Transfer, UtteranceReceived)
 from .model import Flow, Node, NODE_TYPES
+from .simulate import SimulationError, SimulationResult, simulate
 from .validate import (BUILTIN_VARIABLES, TRANSFER_PROVIDERS, FlowError, FlowValidationError,
                        errors_as_json, validate)
 
@@ -97,4 +102,5 @@ __all__ = [
     "ClassifierResult", "TimerFired", "SpeechFinished",
     "Action", "FlowAction", "TERMINAL", "Speak", "SendText", "StartTimer", "CancelTimer",
     "CallApi", "Classify", "HandOff", "Transfer", "SendSms", "End",
+    "simulate", "SimulationResult", "SimulationError",
 ]
