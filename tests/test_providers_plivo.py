@@ -44,6 +44,7 @@ async def test_configure_creates_then_updates_one_application(plivo, plivo_emula
     app = plivo_emulator.application_of("14155550100")
     assert (app["app_name"], app["answer_url"], app["answer_method"]) == (
         "converse-14155550100", HOOK, "POST")
+    assert (app["hangup_url"], app["hangup_method"]) == (HOOK, "POST")
 
     await plivo.configure_webhook(creds, number, HOOK + "-v2", "voice")   # idempotent: no new app
     assert len(plivo_emulator.applications) == 1

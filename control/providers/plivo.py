@@ -178,12 +178,15 @@ class PlivoProvider(Provider):
         def provision(c):
             found = c.applications.list(app_name=app_name).objects
             mine = [a for a in found if getattr(a, "app_name", "") == app_name]
+            # Hang-up notices go to the same webhook (Plivo marks them Event=Hangup), said
+            # explicitly rather than left to Plivo's default.
+            urls = {"answer_url": url, "answer_method": "POST", "hangup_url": url,
+                    "hangup_method": "POST"}
             if mine:
                 app_id = str(mine[0].app_id)
-                c.applications.update(app_id, answer_url=url, answer_method="POST")
+                c.applications.update(app_id, **urls)
             else:
-                app_id = str(c.applications.create(app_name=app_name, answer_url=url,
-                                                   answer_method="POST").app_id)
+                app_id = str(c.applications.create(app_name=app_name, **urls).app_id)
             c.numbers.update(plivo_number, app_id=app_id)
             linked = _app_id(getattr(c.numbers.get(plivo_number), "application", ""))
             return app_id, linked
