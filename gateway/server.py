@@ -155,6 +155,15 @@ class GatewayServer:
             self.metrics.session_ended(session.stats)
             log.info("session %s ended: %s", session.id, session.stats.summary())
 
+    async def agent_for(self, kind: str, target_id: str):
+        """(AgentInfo, connector) for a channel target ("agent" | "flow", id), or ``Refused``.
+        Every route (widget, phone media streams) builds its agent leg through this."""
+        info = await _agent_for(self, kind, target_id)
+        try:
+            return info, make_agent(info, self.limits)
+        except UnknownAgentKind as exc:
+            raise Refused(503, str(exc)) from None
+
     # -- web widget authentication -----------------------------------------------------------
     async def authorize_web(self, hs: Handshake, kind: str, target_id: str) -> ChannelInfo:
         """The active web channel this request may use, or ``Refused(403/404)``: a valid token
@@ -201,11 +210,7 @@ def _target(channel: ChannelInfo) -> tuple[str, str | None]:
 def _widget_route(kind: str) -> RouteHandler:
     async def route(server: GatewayServer, hs: Handshake, target_id: str) -> None:
         channel = await server.authorize_web(hs, kind, target_id)
-        agent_info = await _agent_for(server, kind, target_id)
-        try:
-            agent = make_agent(agent_info, server.limits)
-        except UnknownAgentKind as exc:
-            raise Refused(500, str(exc)) from None
+        agent_info, agent = await server.agent_for(kind, target_id)
         ws = await hs.accept()
         session_id = secrets.token_hex(8)
         stats = SessionStats("web")

@@ -29,6 +29,8 @@ def make_directory(extra_agents=(), extra_channels=()) -> StaticDirectory:
                             allowed_origins=(ORIGIN,)),
                 ChannelInfo(id="web-off", type="web", status="inactive", agent_id="off",
                             allowed_origins=(ORIGIN,)),
+                ChannelInfo(id="web-flow", type="web", status="active", flow_id="f1",
+                            allowed_origins=(ORIGIN,)),
                 *extra_channels]
     flows = [FlowInfo(id="f1", name="Flow")]
     return StaticDirectory(channels=channels, agents=agents, flows=flows)

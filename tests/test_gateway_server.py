@@ -102,3 +102,20 @@ async def _http_get(port: int, path: str) -> bytes:
             while chunk := await stream.receive_some(65536):
                 data += chunk
         return data
+
+
+async def test_flow_route_needs_a_flow_runner(nursery):
+    server = await start_gateway(nursery)
+    err = await _refused(server, "/ws/flow/f1")
+    assert err.status == 503 and b"flow" in err.body
+    assert (await _refused(server, "/ws/flow/nope")).status == 403      # no channel for it
+    server.shutdown()
+    # with a runner (the flow engine's hook), the flow's agent answers
+    echo = AgentInfo(id="echo", name="Echo", kind="echo")
+    server = await start_gateway(nursery, flow_agent=lambda flow: echo)
+    token = web_token("web-flow", "flow:f1")
+    ws = await open_session(server, f"/ws/flow/f1?token={token}", origin=None)
+    await ws.send_text(b'{"type":"text","text":"via a flow"}')
+    assert (await receive_json(ws, "transcript")).text == "You said: via a flow"
+    await ws.aclose()
+    server.shutdown()
