@@ -278,6 +278,21 @@ def test_condition_rules(rule, path):
     assert (error["node"], error["path"]) == ("c", path)
 
 
+@pytest.mark.parametrize("pattern,risky", [
+    ("(a+)+$", True), ("(a*)*b", True), ("(x|(ab+)+)c", True), ("((a|b)+)*", True),
+    ("(?=(a+)+)", True), ("(a{1,60})+", True),
+    ("a+b+", False), ("(ab)+", False), ("(a{1,3})+", False), ("(?>a+)+", False),
+    ("(a++)+", False), ("[0-9]{3}-[0-9]{4}", False),
+])
+def test_regexes_with_nested_unbounded_repeats_are_rejected(pattern, risky):
+    definition = rule_flow({"op": "regex", "var": "acct", "value": pattern})
+    if risky:
+        error = one(definition)
+        assert error["path"] == "$.nodes.c.rules.0.value" and "exponential" in error["message"]
+    else:
+        validate(definition)
+
+
 @pytest.mark.parametrize("rule", [
     {"op": "time_between", "days": ["sat", "sun"]},
     {"op": "time_between", "from": "22:00", "to": "06:00"},

@@ -5,7 +5,7 @@
 
 1. shape: the top level and each node against the Structs in :mod:`.model` (types, required and
    unknown fields, bounds), one error per bad field, paths like ``$.nodes.menu.options.3``;
-2. meaning: regexes compile, JSON paths parse, rule fields fit their operator, URLs are literal
+2. meaning: regexes compile (and have no nested unbounded repeats), JSON paths parse, rule fields fit their operator, URLs are literal
    http(s) with a literal host, templates are well formed and name *known* variables;
 3. graph: exactly one ``entry`` node and ``start`` names it, every edge target exists (and is not the
    entry), every node is reachable from ``start``, every cycle contains a node that waits for the
@@ -305,6 +305,35 @@ def _defined_variables(raw_nodes: dict) -> set[str]:
     return names
 
 
+def _nested_repeat(pattern: str) -> bool:
+    """True when an unbounded repeat sits inside another (``(a+)+``): Python's backtracking
+    engine can take exponential time on such a pattern, and it runs inside a live call."""
+    try:
+        from re import _constants as sre, _parser as parser     # CPython's own regex parser
+    except ImportError:                                          # pragma: no cover
+        return False
+    repeats = {sre.MAX_REPEAT, sre.MIN_REPEAT}
+
+    def walk(items, inside: bool) -> bool:
+        for op, av in items:
+            if op in repeats:
+                unbounded = av[1] == sre.MAXREPEAT or av[1] > 50
+                if (inside and unbounded) or walk(av[2], inside or unbounded):
+                    return True
+            elif op == sre.SUBPATTERN and walk(av[-1], inside):
+                return True
+            elif op == sre.BRANCH and any(walk(b, inside) for b in av[1]):
+                return True
+            elif op in (sre.ASSERT, sre.ASSERT_NOT) and walk(av[1], inside):
+                return True
+        return False                                 # atomic groups/possessive: no backtracking
+
+    try:
+        return walk(parser.parse(pattern).data, False)
+    except Exception:                                # compile() already reported real errors
+        return False
+
+
 def _check_regex(pattern: str | None, node_id: str, path: str, errs: _Errors) -> None:
     if pattern is None:
         return
@@ -312,6 +341,10 @@ def _check_regex(pattern: str | None, node_id: str, path: str, errs: _Errors) ->
         re.compile(pattern)
     except re.error as exc:
         errs.add(node_id, path, f"invalid regular expression: {exc}")
+        return
+    if _nested_repeat(pattern):
+        errs.add(node_id, path, "nested unbounded repetition like (a+)+ can take exponential "
+                 "time; rewrite it (e.g. a+) or use an atomic group (?>...)")
 
 
 def _check_url(url: str, node_id: str, path: str, errs: _Errors) -> None:

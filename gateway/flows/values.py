@@ -59,7 +59,10 @@ def normalise(spec: CollectValue, raw: str) -> str | None:
     elif spec.validation == "email":
         value = _email(text)
     elif spec.validation == "regex":
-        value = text if spec.pattern and _fullmatch(spec.pattern).fullmatch(text) else None
+        # Longer than any value may be (max_length <= 256): refuse before running the regex.
+        fits = len(text) <= (spec.max_length or 256)
+        value = text if fits and spec.pattern and _fullmatch(spec.pattern).fullmatch(text) \
+            else None
     else:
         value = text or None
     if value is None or len(value) < spec.min_length:
