@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from gateway.protocols import canonical as c
 
-FUZZ = settings(max_examples=1000, derandomize=True, deadline=None,
+FUZZ = settings(max_examples=1000, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 CODES = {"malformed_json", "too_large", "not_an_object", "unknown_type", "invalid_field", "not_allowed"}
 

@@ -24,7 +24,7 @@ from gateway.protocols.plivo import parse_extra_headers
 
 GOLDEN = pathlib.Path(__file__).resolve().parent / "golden"
 PROVIDERS = ("twilio", "plivo", "exotel")
-FUZZ = settings(max_examples=1000, derandomize=True, deadline=None,
+FUZZ = settings(max_examples=1000, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 INBOUND_TYPES = (StreamConnected, StreamStarted, MediaReceived, DtmfReceived, MarkPlayed,
                  AudioCleared, StreamStopped, StreamClosed, ProtocolErrorEvent)
@@ -368,6 +368,7 @@ def test_state_table_is_consistent():
     assert all((s, _state.Input.CLOSE) in _state.RECEIVE for s in State)
     assert [i for (s, i) in _state.RECEIVE if s is State.STOPPED] == [_state.Input.CLOSE]
     assert all(s in (State.STARTED, State.STREAMING) for s, _ in _state.SEND)
+    assert _state.to_dot().count("->") == len(_state.RECEIVE)
 
 
 # -- specific peer errors -----------------------------------------------------------------------

@@ -117,7 +117,7 @@ class MediaStreamConnection:
         self.stream: StreamStarted | None = None   # the start event, once seen
         self._marks = MarkTracker(
             clear_echoes=self._clear_echoes_marks, clear_acks=self._clear_is_acked)
-        self._backlog: list[Event] = []           # marks cleared by send(SendClear())
+        self._backlog: list[MarkPlayed] = []      # marks dropped by send(SendClear())
         self._stopped = False
         self._closed = False
 
@@ -234,8 +234,7 @@ class MediaStreamConnection:
         """Barge-in: the clear message to send, and the pending marks it drops (reported
         ``cleared=True``; each mark is reported once, so they do not come back from receive)."""
         wire = self.send(SendClear())
-        dropped = [e for e in self._backlog if type(e) is MarkPlayed]
-        self._backlog = [e for e in self._backlog if type(e) is not MarkPlayed]
+        dropped, self._backlog = self._backlog, []   # the backlog only ever holds these marks
         return wire, dropped
 
     @property

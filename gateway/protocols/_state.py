@@ -77,3 +77,10 @@ SEND: dict[tuple[State, Output], State] = {
 def out_of_state_code(state: State, inp: Input) -> int:
     """The close code for a peer input that :data:`RECEIVE` does not allow in ``state``."""
     return OUT_OF_STATE_CODES.get((state, inp), 1002)
+
+
+def to_dot() -> str:
+    """The receive table as Graphviz source (``python -c 'from gateway.protocols._state import
+    to_dot; print(to_dot())' | dot -Tpng``); forbidden pairs all lead to ERROR."""
+    edges = [f'  {s.name} -> {n.name} [label="{i.value}"];' for (s, i), n in RECEIVE.items()]
+    return "digraph media_stream {\n" + "\n".join(edges) + "\n}"
