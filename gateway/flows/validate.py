@@ -26,6 +26,7 @@ must contain every referenced agent / SMS channel.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import typing
 import zoneinfo
@@ -164,8 +165,14 @@ def _unknown_field(key: str, known: Iterable[str]) -> str:
     return f"unknown field {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
+@functools.lru_cache(maxsize=None)
+def _fields(cls: type) -> dict[str, msgspec.structs.FieldInfo]:
+    # msgspec evaluates the (string) annotations on every call: do it once per class.
+    return {f.encode_name: f for f in msgspec.structs.fields(cls)}
+
+
 def _check_fields(raw: dict, cls: type, path: str, node: str | None, errs: _Errors) -> None:
-    fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+    fields = _fields(cls)
     tag_field = cls.__struct_config__.tag_field
     for key in raw:
         if key != tag_field and key not in fields:
