@@ -21,6 +21,7 @@ import time
 import types
 import wave
 
+import httpx
 import numpy as np
 import pytest
 
@@ -167,7 +168,7 @@ def test_demo_voice_and_chat_round_trip(browser, stack):
 def test_token_url_and_refused_origin(browser, stack):
     """A target whose channel does not allow this page's origin: the plain embed is refused (and the
     widget says so); a session URL from the operator's backend (data-token-url) gets in."""
-    with stack.control.client() as api:
+    with stack.api() as api:
         agent_id = api.post("/api/v1/agents", json={"name": "echo2", "kind": "echo"}).json()["id"]
         ch = api.post("/api/v1/channels", json={"type": "web", "name": "elsewhere", "agent_id": agent_id,
                                                 "allowed_origins": ["https://shop.example.com"]}).json()
@@ -322,19 +323,10 @@ def test_widget_protocol_events(browser, stack, scripted_peer):
         context.close()
 
 
-# --- the stack: the real control plane (its fixture: `converse control` under Hypercorn) and the real
-# gateway (GatewayServer over the control plane's store), both subprocesses on free 127.0.0.1 ports.
-GATEWAY_SCRIPT = """
-import sys, trio
-from control.config import Settings
-from control.store import open_store
-from control.store.directory import StoreDirectory
-from gateway.server import GatewayServer
-settings = Settings.from_env()
-store = open_store(settings)
-trio.run(GatewayServer(StoreDirectory(store), settings.token_secret).serve, "127.0.0.1", int(sys.argv[1]))
-"""
+# --- the stack: `converse up` itself (control + gateway in one process, seeded with an echo agent and
+# an active web channel allowing http://localhost:PORT), on free ports with a throwaway SQLite store.
 READY_DEADLINE_S = 60.0     # a cold start on a loaded 2-core box: a bound, not a measurement
+STOP_DEADLINE_S = 20.0
 
 
 def _free_port() -> int:
@@ -343,54 +335,54 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_listening(port: int, proc: subprocess.Popen, log: pathlib.Path) -> None:
-    deadline = time.monotonic() + READY_DEADLINE_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"gateway did not listen on {port}:\n{log.read_text()}")
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _up_env(workdir: pathlib.Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CONVERSE_", "DATABASE_URL", "PUBLIC_URL", "GATEWAY_PUBLIC_URL", "CONTROL_"))}
+    env.update(PYTHONPATH=str(ROOT), DATABASE_URL=f"sqlite:///{workdir / 'converse.db'}",
+               CONVERSE_SECRET_KEY_FILE=str(workdir / "secret.key"), CONVERSE_LOG_LEVEL="INFO")
+    return env
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """Control + gateway sharing one SQLite store; an echo agent behind an active web channel that
-    allows the control plane's own origin (where /demo is served), created through the REST API."""
-    from fixtures_control import start_control_server
-
-    workdir = tmp_path_factory.mktemp("stack")
-    gw_port = _free_port()
-    control = start_control_server(workdir, f"sqlite:///{workdir / 'converse.db'}",
-                                   {"GATEWAY_PUBLIC_URL": f"ws://127.0.0.1:{gw_port}",
-                                    "CONVERSE_LOG_LEVEL": "INFO"})
-    gw_log = workdir / "gateway.log"
-    with open(gw_log, "ab") as log:
-        gateway = subprocess.Popen([sys.executable, "-c", GATEWAY_SCRIPT, str(gw_port)], env=control.env,
-                                   cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    workdir = tmp_path_factory.mktemp("up")
+    control_port, gateway_port = _free_port(), _free_port()
+    out_path, log_path = workdir / "stdout.txt", workdir / "up.log"
+    with open(out_path, "wb") as out, open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "control.cli", "up", "--port", str(control_port),
+                                 "--gateway-port", str(gateway_port)],
+                                # session-url answers with GATEWAY_PUBLIC_URL (else ws://localhost:8080)
+                                env=dict(_up_env(workdir), GATEWAY_PUBLIC_URL=f"ws://localhost:{gateway_port}"),
+                                cwd=workdir, stdout=out, stderr=log)
     try:
-        _wait_listening(gw_port, gateway, gw_log)
-        with control.client() as api:
-            agent = api.post("/api/v1/agents", json={"name": "echo", "kind": "echo"})
-            assert agent.status_code == 201, agent.text
-            agent_id = agent.json()["id"]
-            ch = api.post("/api/v1/channels", json={
-                "type": "web", "name": "demo", "agent_id": agent_id,
-                "allowed_origins": [control.base_url]})
-            assert ch.status_code == 201, ch.text
-            r = api.post(f"/api/v1/channels/{ch.json()['id']}/activate")
-            assert r.status_code == 200 and r.json()["status"] == "active", r.text
-        yield types.SimpleNamespace(control_url=control.base_url, demo_url=control.base_url + "/demo",
-                                    agent_id=agent_id, gateway_url=f"ws://127.0.0.1:{gw_port}",
-                                    gateway_log=gw_log, control=control)
+        deadline = time.monotonic() + READY_DEADLINE_S
+        while not (_listening(control_port) and _listening(gateway_port)):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"converse up did not start (exit {proc.poll()}):\n{log_path.read_text()}")
+            time.sleep(0.05)
+        printed = out_path.read_text()
+        demo_url = next(line.split(" ", 1)[1] for line in printed.splitlines() if line.startswith("Demo: "))
+        api_key = next(line for line in printed.splitlines() if line.startswith("cvk_"))
+        assert demo_url == f"http://localhost:{control_port}/demo", printed
+        control_url = f"http://localhost:{control_port}"
+
+        def api() -> httpx.Client:
+            return httpx.Client(base_url=control_url, timeout=30, headers={"Authorization": f"Bearer {api_key}"})
+
+        yield types.SimpleNamespace(control_url=control_url, demo_url=demo_url, api=api,
+                                    gateway_url=f"ws://localhost:{gateway_port}", log=log_path)
     finally:
-        gateway.terminate()
+        proc.terminate()                      # SIGTERM: converse up stops both planes gracefully
         try:
-            gateway.wait(15)
+            proc.wait(STOP_DEADLINE_S)
         except subprocess.TimeoutExpired:
-            gateway.kill()
-            gateway.wait(15)
-        control.stop()
+            proc.kill()
+            proc.wait(STOP_DEADLINE_S)
