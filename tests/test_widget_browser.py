@@ -5,7 +5,12 @@ endpointer sees the utterance end) into getUserMedia. The page's widget downsamp
 AudioWorklet to 16 kHz, streams it to the gateway, and the echo agent plays the utterance back at
 24 kHz. The test checks, without scraping pixels, that 24 kHz audio came back and that it *is* the
 spoken sentence (cross-correlation against en_hello_24k.wav), that the echo agent's transcript is
-shown, and that a chat message round-trips. Screenshots land in test-artifacts/.
+shown, and that a chat message round-trips. The server side is `converse up` itself (control plane
+and gateway in one process, seeded with its echo demo) on free ports with a throwaway store.
+
+Also here: a refused origin and a token-URL session (REST session-url) in the browser, and the
+widget's handling of clear/error/end/DTMF/odd-length frames against a scripted test-only peer.
+Screenshots and the received audio land in test-artifacts/.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, SHARED_AUDIO, require
+from conftest import ROOT, SHARED_AUDIO, require
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ import pytest
 from quart_trio import QuartTrio
 
 from control.api.widget import widget_bp
-from tests.conftest import require
+from conftest import require
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "control" / "static"
 NODE = shutil.which("node")
