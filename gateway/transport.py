@@ -39,6 +39,10 @@ from websockets.uri import parse_uri
 from gateway.limits import Limits
 
 log = logging.getLogger("converse.transport")
+# websockets logs request lines and frames at DEBUG: request paths carry session tokens and frames
+# carry audio, so its logger is pinned at INFO whatever the root level (RELIABILITY 7).
+_wire_log = logging.getLogger("converse.transport.wire")
+_wire_log.setLevel(logging.INFO)
 
 RECEIVE_BYTES = 65536
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
@@ -437,7 +441,7 @@ async def serve(handler, listeners, limits: Limits, *, handler_nursery=None,
     async def connection(stream) -> None:
         _tune_socket(stream, limits)
         try:
-            proto = ServerProtocol(max_size=limits.max_message_bytes)
+            proto = ServerProtocol(max_size=limits.max_message_bytes, logger=_wire_log)
             request = None
             with trio.move_on_after(limits.handshake_timeout_s):
                 request = await _read_request(stream, proto)
@@ -493,7 +497,7 @@ async def connect(url: str, headers: dict | list | None = None, *, timeout: floa
                     uri.host, uri.port, ssl_context=ssl.create_default_context())
             else:
                 stream = await trio.open_tcp_stream(uri.host, uri.port)
-            proto = ClientProtocol(uri, max_size=limits.max_message_bytes)
+            proto = ClientProtocol(uri, max_size=limits.max_message_bytes, logger=_wire_log)
             request = proto.connect()
             items = headers.items() if isinstance(headers, dict) else (headers or ())
             for key, value in items:

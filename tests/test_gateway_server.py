@@ -119,3 +119,21 @@ async def test_flow_route_needs_a_flow_runner(nursery):
     assert (await receive_json(ws, "transcript")).text == "You said: via a flow"
     await ws.aclose()
     server.shutdown()
+
+
+async def test_tokens_and_payloads_never_logged(gateway, caplog):
+    import logging
+    caplog.set_level(logging.DEBUG)
+    token = web_token("web1", "agent:echo")
+    ws = await open_session(gateway, f"/ws/agent/echo?token={token}", origin=None)
+    await ws.send_text(b'{"type":"text","text":"secret-payload-123"}')
+    await receive_json(ws, "transcript")
+    await ws.send(b"{bad json with secret-payload-456")
+    await receive_json(ws, "error")
+    await ws.aclose()
+    forged = token[:-4] + "AAAA"
+    with pytest.raises(transport.HandshakeError):
+        await open_session(gateway, f"/ws/agent/echo?token={forged}", origin=None)
+    text = caplog.text
+    assert token not in text and forged not in text and token.split(".")[1] not in text
+    assert "secret-payload" not in text
