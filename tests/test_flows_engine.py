@@ -630,6 +630,10 @@ def test_restore_rejects_corrupt_snapshots_and_changed_flows():
         FlowEngine.restore(make(shorter, "ask"), TEXT, saved)
     with pytest.raises(FlowSnapshotError):
         FlowEngine.restore(flow, TEXT, "garbage")
+    retyped = {"ask": {"type": "speak", "text": "hi", "next": "done"},
+               "done": {"type": "agent", "agent_id": "a"}}
+    with pytest.raises(FlowSnapshotError, match="no longer waits"):
+        FlowEngine.restore(make(retyped, "ask"), TEXT, saved)
 
 
 # -- guards and misuse -------------------------------------------------------------------------

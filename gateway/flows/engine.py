@@ -56,6 +56,10 @@ class FlowSnapshotError(ValueError):
 
 
 class FlowContext(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the flow runs. ``variables`` may carry ``last_input``: on text channels, the message
+    that opened the conversation (a ``classify`` with ``input: "last"`` reads it); the host does
+    not feed that message as an event."""
+
     channel_id: str = ""
     channel_type: str = "web"              # voice | web | whatsapp | sms
     caller: str = ""                       # E.164 number, WhatsApp id, or "" on the web
@@ -242,6 +246,8 @@ class FlowEngine:
         if isinstance(node, CollectNode) and not 0 <= state.value_index < len(node.values):
             raise FlowSnapshotError(f"node {state.node!r} changed: no value #{state.value_index}")
         engine = cls(flow, context)
+        if node is not None and not state.done and type(node) not in engine._on_event:
+            raise FlowSnapshotError(f"node {state.node!r} changed: it no longer waits for input")
         state.flow = flow.name
         engine._s = state
         return engine
