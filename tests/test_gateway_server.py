@@ -137,3 +137,12 @@ async def test_tokens_and_payloads_never_logged(gateway, caplog):
     text = caplog.text
     assert token not in text and forged not in text and token.split(".")[1] not in text
     assert "secret-payload" not in text
+
+
+async def test_dtmf_reaches_the_echo_agent(gateway):
+    ws = await open_session(gateway)
+    await ws.send_text(b'{"type":"dtmf","digit":"5"}')
+    assert (await receive_json(ws, "transcript")).text == "You pressed 5."
+    await ws.send_text(b'{"type":"dtmf","digit":"55"}')
+    assert (await receive_json(ws, "error")).code == "invalid_field"
+    await ws.aclose()

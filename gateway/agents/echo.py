@@ -1,6 +1,6 @@
 """The built-in echo agent: a parrot, so a newcomer can hear the whole path.
 
-- text -> a transcript ``You said: …``;
+- text -> a transcript ``You said: …``; a keypad digit -> ``You pressed 5.``;
 - audio -> an energy endpointer; after ~600 ms of silence the caller's utterance is played back at
   24 kHz through the native resampler, followed by a transcript describing it and a mark;
 - config ``{"mode": "stream"}`` echoes every frame at once instead (latency benchmarks).
@@ -10,7 +10,7 @@ from __future__ import annotations
 import trio
 
 from gateway.endpointer import Endpointer, dbfs, duration_s
-from gateway.protocols.canonical import End, Mark, Start, Text, Transcript
+from gateway.protocols.canonical import Dtmf, End, Mark, Start, Text, Transcript
 from gateway.limits import Limits
 
 CHUNK_BYTES = 9600          # 200 ms at 24 kHz: how the utterance is handed to the session
@@ -43,6 +43,8 @@ class EchoAgent:
                     await self._play(utterance, count, outbox)
             elif isinstance(item, Text):
                 await outbox.send(Transcript(role="assistant", text=f"You said: {item.text}"))
+            elif isinstance(item, Dtmf):
+                await outbox.send(Transcript(role="assistant", text=f"You pressed {item.digit}."))
             elif isinstance(item, End):
                 break
 
