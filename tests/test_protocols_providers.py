@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from gateway.protocols import (
     CODECS, AudioCleared, DtmfReceived, ExotelChunker, ExotelConnection, LocalProtocolError,
     MarkPlayed, MediaReceived, PlivoConnection, ProtocolErrorEvent, SendClear, SendMark,
-    SendMedia, State, StreamClosed, StreamConnected, StreamStarted, StreamStopped,
-    TwilioConnection, exotel_chunk_ok,
+    SendMedia, State, StreamClosed, StreamConnected, StreamStarted, StreamStopped, exotel_chunk_ok,
 )
 from gateway.protocols import _state, events as ev
 from gateway.protocols.plivo import parse_extra_headers
@@ -506,6 +505,7 @@ def test_plivo_start_formats_and_play_format():
     start["start"]["mediaFormat"] = {"encoding": "audio/x-l16;rate=16000", "sampleRate": "16000"}
     [event] = conn.receive(dumps(start))
     assert event.media_format == ev.MediaFormat("l16", 16000)
+    assert conn.outbound_format == ev.MediaFormat("l16", 16000)
     media = json.loads(conn.send(SendMedia("AAAA")))["media"]
     assert (media["contentType"], media["sampleRate"]) == ("audio/x-l16", 16000)
     del start["start"]["mediaFormat"]
@@ -568,6 +568,16 @@ def test_exotel_chunker_rejects_illegal_sizes_and_resets():
     chunker.push(bytes(100))
     chunker.reset()
     assert chunker.flush() is None
+
+
+@pytest.mark.parametrize("provider,fmt", [
+    ("twilio", ev.MediaFormat("mulaw", 8000)), ("plivo", ev.MediaFormat("mulaw", 8000)),
+    ("exotel", ev.MediaFormat("l16", 8000)),
+])
+def test_outbound_format(provider, fmt):
+    assert CODECS[provider]().outbound_format is None
+    conn, _ = started(provider)
+    assert conn.outbound_format == fmt
 
 
 def test_twilio_drops_outbound_track_and_keeps_payload_raw():

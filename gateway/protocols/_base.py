@@ -15,7 +15,8 @@ from msgspec import Meta
 from . import _state
 from ._state import Input, Output, State
 from .events import (
-    DTMF_DIGITS, MAX_MESSAGE_BYTES, Encoding, Event, LocalProtocolError, MarkPlayed, Outbound,
+    DTMF_DIGITS, MAX_MESSAGE_BYTES, Encoding, Event, LocalProtocolError, MarkPlayed, MediaFormat,
+    Outbound,
     ProtocolErrorEvent, SendClear, SendMark, SendMedia, StreamClosed, StreamStarted, clip_reason,
     short,
 )
@@ -241,6 +242,11 @@ class MediaStreamConnection:
     def pending_marks(self) -> tuple[str, ...]:
         return self._marks.pending
 
+    @property
+    def outbound_format(self) -> MediaFormat | None:
+        """The format ``SendMedia`` payloads must be in (None before ``start``)."""
+        return None if self.stream is None else self.stream.media_format
+
     # -- provider hooks ------------------------------------------------------------------
 
     def _translate(self, msg: Any) -> Event:
@@ -259,7 +265,9 @@ class MediaStreamConnection:
         raise NotImplementedError
 
 
-_OUTPUTS: dict[type, Output] = {SendMedia: Output.MEDIA, SendMark: Output.MARK, SendClear: Output.CLEAR}
+_OUTPUTS: dict[type, Output] = {
+    SendMedia: Output.MEDIA, SendMark: Output.MARK, SendClear: Output.CLEAR,
+}
 
 
 def too_large(message: str | bytes) -> bool:

@@ -34,7 +34,7 @@ class Input(enum.Enum):
     START = "start"
     MEDIA = "media"
     DTMF = "dtmf"
-    MARK = "mark"             # a playback marker coming back (Twilio/Exotel mark, Plivo playedStream)
+    MARK = "mark"             # a marker we sent, reached (Twilio/Exotel mark, Plivo playedStream)
     CLEARED = "cleared"       # the provider acknowledging a clear (Plivo clearedAudio)
     STOP = "stop"
     CLOSE = "close"           # receive(None): the transport is gone

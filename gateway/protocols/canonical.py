@@ -19,8 +19,8 @@ error          code, message                                          any side
 
 Who may send what (:data:`FROM_CALLER`, :data:`FROM_AGENT`; ``decode(data, sender=...)`` enforces
 it): the caller (widget) sends ``text``, ``dtmf``, ``mark`` (a widget acking playback of a mark it
-was forwarded) and ``end``; the agent sends ``transcript`` (its replies, also on text channels), ``clear``, ``mark``,
-``end`` and ``error``. ``start`` comes only from the gateway.
+was forwarded) and ``end``; the agent sends ``transcript`` (its replies, also on text channels),
+``clear``, ``mark``, ``end`` and ``error``. ``start`` comes only from the gateway.
 
 Bounds (inside the decoder): a message is at most 64 KiB; ``text``/``transcript`` text at most
 4096 characters; mark names 1..256 characters; ``end.reason`` 256; ``error.code`` 64 and

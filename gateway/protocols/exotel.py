@@ -18,7 +18,9 @@ from typing import Any, ClassVar
 import msgspec
 from msgspec import Struct
 
-from ._base import Count, MediaStreamConnection, PeerError, Rate, jstr, parse_digit, parse_encoding, str_params
+from ._base import (
+    Count, MediaStreamConnection, PeerError, Rate, jstr, parse_digit, parse_encoding, str_params,
+)
 from ._state import Input
 from .events import (
     DtmfReceived, Event, LocalProtocolError, MarkPlayed, MediaFormat, MediaReceived,

@@ -186,6 +186,10 @@ class PlivoConnection(MediaStreamConnection):
             sequence=msg.sequenceNumber,
         )
 
+    @property
+    def outbound_format(self) -> MediaFormat | None:
+        return None if self.stream is None else self._play_format or self.stream.media_format
+
     def _on_start(self, started: StreamStarted) -> None:
         play = self._play_format or started.media_format
         self._sid = jstr(started.stream_id)

@@ -24,6 +24,8 @@ from .events import (
     DtmfReceived, Event, MarkPlayed, MediaFormat, MediaReceived, StreamConnected, StreamStarted,
     StreamStopped,
 )
+_TWILIO_PLAYBACK = MediaFormat("mulaw", 8000)
+
 
 class _MediaFormat(Struct, kw_only=True):
     encoding: str
@@ -131,6 +133,11 @@ class TwilioConnection(MediaStreamConnection):
             tracks=tuple(body.tracks),
             sequence=msg.sequenceNumber,
         )
+
+    @property
+    def outbound_format(self) -> MediaFormat | None:
+        # §1.4: whatever the start says, bidirectional playback is µ-law 8 kHz mono.
+        return None if self.stream is None else _TWILIO_PLAYBACK
 
     def _on_start(self, started: StreamStarted) -> None:
         self._sid = jstr(started.stream_id)
