@@ -20,7 +20,22 @@ from control.api.widget import widget_bp
 from conftest import require
 
 STATIC = pathlib.Path(__file__).resolve().parent.parent / "control" / "static"
-NODE = shutil.which("node")
+
+
+def _find_node() -> str | None:
+    """System node, else the one Playwright for Python ships for its driver (a test dependency)."""
+    found = shutil.which("node")
+    if found:
+        return found
+    try:
+        import playwright
+    except ImportError:
+        return None
+    bundled = pathlib.Path(playwright.__file__).parent / "driver" / "node"
+    return str(bundled) if bundled.is_file() else None
+
+
+NODE = _find_node()
 
 
 def make_app(**config) -> QuartTrio:
@@ -104,7 +119,7 @@ async def test_demo_rejects_hostile_parameters(query):
 
 @pytest.mark.parametrize("name", ["widget.js", "widget-worklet.js"])
 def test_js_parses(name):
-    require(NODE is not None, "node not installed (needed to syntax-check the widget)")
+    require(NODE is not None, "no node (system or Playwright's) to syntax-check the widget")
     subprocess.run([NODE, "--check", str(STATIC / name)], check=True, timeout=30)
 
 
@@ -134,7 +149,7 @@ def _tone_level(y: np.ndarray, rate: int, freq: float) -> float:
 
 @pytest.mark.parametrize("in_rate", [48000, 44100])
 def test_capture_resampler_passes_speech_and_blocks_aliases(in_rate):
-    require(NODE is not None, "node not installed (needed to run the worklet's resampler)")
+    require(NODE is not None, "no node (system or Playwright's) to run the worklet's resampler")
     passed = _run_resampler(in_rate, 16000, 1000.0)
     assert len(passed) == pytest.approx(in_rate * 0.5 * 16000 / in_rate, abs=2)
     assert _tone_level(passed, 16000, 1000.0) == pytest.approx(0.5, rel=0.02)
@@ -144,7 +159,7 @@ def test_capture_resampler_passes_speech_and_blocks_aliases(in_rate):
 
 
 def test_playback_resampler_upsamples_24k_cleanly():
-    require(NODE is not None, "node not installed (needed to run the worklet's resampler)")
+    require(NODE is not None, "no node (system or Playwright's) to run the worklet's resampler")
     y = _run_resampler(24000, 48000, 1000.0)
     assert len(y) == pytest.approx(24000, abs=2)
     assert _tone_level(y, 48000, 1000.0) == pytest.approx(0.5, rel=0.02)
@@ -230,7 +245,7 @@ process.stdout.write(JSON.stringify(out));
 
 
 def test_worklet_processors_frame_buffer_and_clear():
-    require(NODE is not None, "node not installed (needed to run the worklet processors)")
+    require(NODE is not None, "no node (system or Playwright's) to run the worklet processors")
     done = subprocess.run([NODE, "-e", WORKLET_HARNESS, str(STATIC / "widget-worklet.js")],
                           check=True, timeout=60, capture_output=True, text=True)
     out = json.loads(done.stdout)
