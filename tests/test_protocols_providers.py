@@ -451,6 +451,13 @@ def test_reasons_never_echo_payloads(provider):
             assert secret not in event.reason and len(event.reason.encode()) <= ev.MAX_REASON_BYTES
 
 
+def test_reprs_keep_tokens_and_audio_out_of_logs():
+    conn, player = started("twilio", {"stream_token": "TOKEN-VALUE-123"})
+    text = repr(conn.stream) + repr(conn.receive(dumps(player.media("QUFBQUFB" * 20, 1, 0))))
+    assert "TOKEN-VALUE-123" not in text and "QUFBQUFB" not in text and "stream_token" in text
+    assert "QUFB" not in repr(SendMedia("QUFBQUFB"))
+
+
 # -- provider specifics -------------------------------------------------------------------------
 
 def test_twilio_clear_reports_pending_marks_once_and_swallows_the_echoes():

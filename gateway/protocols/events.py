@@ -23,7 +23,8 @@ Error scheme (the same for every provider codec):
   worse than logging it.
 * :class:`LocalProtocolError` is raised for *our* mistakes: sending before ``start`` or after
   ``stop``, a malformed outbound event. It is a bug in the caller, never caused by the peer.
-* Reasons never contain a payload, only field paths and short, truncated names.
+* Reasons never contain a payload, only field paths and short, truncated names; the ``repr`` of
+  events carrying audio or the stream token (custom parameters) leaves those values out.
 """
 from __future__ import annotations
 
@@ -69,6 +70,12 @@ class StreamStarted(msgspec.Struct, frozen=True, kw_only=True):
     to_number: str | None = None
     sequence: int | None = None
 
+    def __repr__(self) -> str:
+        # custom_parameters carry the stream token: keep their values out of logs.
+        return (f"StreamStarted(stream_id={self.stream_id!r}, call_id={self.call_id!r}, "
+                f"media_format={self.media_format!r}, "
+                f"custom_parameters=<{', '.join(sorted(self.custom_parameters))}>)")
+
 
 class MediaReceived(msgspec.Struct, frozen=True):
     """One inbound audio message. ``payload`` is the provider's base64 string, undecoded: the
@@ -79,6 +86,10 @@ class MediaReceived(msgspec.Struct, frozen=True):
     sequence: int | None = None
     chunk: int | None = None
     timestamp: int | None = None
+
+    def __repr__(self) -> str:
+        return (f"MediaReceived(payload=<{len(self.payload)} chars>, sequence={self.sequence}, "
+                f"chunk={self.chunk}, timestamp={self.timestamp})")
 
 
 class DtmfReceived(msgspec.Struct, frozen=True):
@@ -131,6 +142,9 @@ class SendMedia(msgspec.Struct, frozen=True):
     """Audio for the caller, already in the provider's format and base64-encoded."""
 
     payload: str
+
+    def __repr__(self) -> str:
+        return f"SendMedia(payload=<{len(self.payload)} chars>)"
 
 
 class SendMark(msgspec.Struct, frozen=True):
