@@ -254,6 +254,10 @@ def test_validate_rejects_arbitrary_json_cleanly(definition):
 @given(data=st.data())
 def test_validate_survives_mutated_flows_and_whatever_passes_runs(data):
     definition = copy.deepcopy(EVERYTHING)
+    if data.draw(st.booleans()):
+        top = data.draw(st.sampled_from(["name", "start", "timezone", "variables",
+                                         "description", "extra"]))
+        definition[top] = data.draw(JSON | st.sampled_from(["America", "menu", "entry"]))
     for _ in range(data.draw(st.integers(1, 3))):
         node_id = data.draw(st.sampled_from(sorted(definition["nodes"])))
         node = definition["nodes"][node_id]

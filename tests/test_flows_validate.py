@@ -80,6 +80,12 @@ def test_top_level_fields():
     assert "Mars/Olympus" in found["$.timezone"]["message"]
 
 
+@pytest.mark.parametrize("tz", ["America", "", "UTC ", "a\x00b", "../x", "/etc/passwd",
+                                "x" * 5000, "Europe/London/", "zone.tab", 5, ["UTC"]])
+def test_bad_time_zones_are_errors_not_crashes(tz):
+    assert one({**BASE, "timezone": tz})["path"] == "$.timezone"
+
+
 def test_unknown_top_level_field_suggests_the_right_one():
     assert "did you mean 'timezone'" in one({**BASE, "timezon": "UTC"})["message"]
 

@@ -50,6 +50,7 @@ CHANNEL_TYPES = ("voice", "web", "whatsapp", "sms")
 # the next applet of the dashboard flow when the stream closes.
 TRANSFER_PROVIDERS = frozenset({"twilio", "plivo"})
 
+_TZ_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]{0,30}(/[A-Za-z0-9_+-]{1,30}){0,2}$")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _URL_RE = re.compile(r"^https?://[^/?#{}\s]+(?:[/?#]|$)", re.IGNORECASE)
 _NUMBER_RE = re.compile(r"^(\+?[1-9][0-9]{5,14}|sips?:[^\s]{3,200})$")
@@ -235,10 +236,10 @@ def _parse_top(definition: Any, errs: _Errors) -> dict | None:
     tz = definition.get("timezone")
     if tz is not None:
         try:
-            if not isinstance(tz, str) or not tz:
+            if not isinstance(tz, str) or not _TZ_RE.match(tz):
                 raise ValueError
             zoneinfo.ZoneInfo(tz)
-        except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        except (ValueError, KeyError, OSError):     # not found, a directory, unreadable, ...
             errs.add(None, "$.timezone", f"unknown time zone {tz!r} (an IANA name, e.g. "
                      "'Europe/London')")
     variables = definition.get("variables", {})
