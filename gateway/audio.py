@@ -1,7 +1,8 @@
 """The one thin wrapper over the compiled audio core. Nothing else imports ``gateway._native``.
 
-PCM is always 16-bit signed little-endian mono (``bytes``, ``bytearray`` or a contiguous
-``memoryview``); G.711 is one byte per sample. Every function returns new ``bytes``.
+PCM is always 16-bit signed little-endian mono (``bytes``, ``bytearray``, or any contiguous buffer of
+bytes or int16 such as a ``memoryview``, ``array('h')`` or numpy int16 array); G.711 is one byte per
+sample. Every function returns new ``bytes``. ``bytes`` input takes the fastest path (no view).
 
 - ``ulaw_encode/ulaw_decode/alaw_encode/alaw_decode``: G.711, bit-exact with ``audioop``.
 - ``Resampler(in_rate, out_rate)``: streaming, any two of 8000/16000/24000/48000 Hz; returns what
@@ -14,6 +15,7 @@ They are not thread-safe (each reuses its output buffer); use one per stream.
 """
 from __future__ import annotations
 
+import threading
 from math import gcd as _gcd
 from typing import Union
 
@@ -41,37 +43,40 @@ def version() -> str:
 
 # ---------------------------------------------------------------- input validation
 
-def _byte_len(data, what: str) -> int:
-    """Length in bytes of a bytes-like ``data``; TypeError/ValueError naming ``what`` otherwise."""
+_BYTE_FORMATS = frozenset(["B", "b", "c"])
+_PCM_FORMATS = _BYTE_FORMATS | {"h", "<h", "=h"}
+
+
+def _byte_len(data, what: str, formats=_BYTE_FORMATS) -> int:
+    """Length in bytes of bytes-like ``data``; TypeError/ValueError naming ``what`` otherwise.
+
+    Besides bytes/bytearray, any contiguous buffer of bytes (or, where ``formats`` allows, of int16:
+    ``array('h')``, a numpy int16 array) is accepted."""
     cls = type(data)
     if cls is bytes or cls is bytearray:
         return len(data)
-    if isinstance(data, (bytes, bytearray)):
-        return len(data)
-    if isinstance(data, memoryview):
-        if not data.c_contiguous:
-            raise ValueError(f"{what}: memoryview must be C-contiguous")
-        return data.nbytes
-    raise TypeError(f"{what}: expected bytes, bytearray or memoryview, got {cls.__name__}")
+    try:
+        view = data if cls is memoryview else memoryview(data)
+    except TypeError:
+        raise TypeError(f"{what}: expected bytes, bytearray or memoryview, got {cls.__name__}") from None
+    if view.format not in formats:
+        raise TypeError(f"{what}: buffer of {view.format!r} items is not supported (bytes or int16 only)")
+    if not view.c_contiguous:
+        raise ValueError(f"{what}: buffer must be C-contiguous")
+    return view.nbytes
 
 
-def _pcm_in(data, what: str = "pcm"):
-    """(int16_t* cdata, sample count) for PCM16 ``data``; copies only a misaligned buffer."""
-    n = _byte_len(data, what)
-    if n & 1:
-        raise ValueError(f"{what}: PCM16 needs an even number of bytes, got {n}")
-    if type(data) is not bytes:  # a bytes payload is always aligned; views and bytearrays may not be
-        if n == 0:
-            return ffi.NULL, 0
-        ptr = ffi.from_buffer("char[]", data)
-        if int(ffi.cast("uintptr_t", ptr)) & 1:
-            data = bytes(data)
-    return ffi.from_buffer("int16_t[]", data), n >> 1
-
-
-def _codes_in(data, what: str = "codes"):
-    n = _byte_len(data, what)
+def _bytes_in(data, what: str, formats=_BYTE_FORMATS):
+    """(object cffi passes as ``const uint8_t *``, byte length): bytes as they are, other buffers
+    through a view. The C side reads PCM16 with unaligned loads, so no copy is ever needed."""
+    if type(data) is bytes:
+        return data, len(data)
+    n = _byte_len(data, what, formats)
     return ffi.from_buffer("uint8_t[]", data), n
+
+
+def _odd(what: str, n: int) -> ValueError:
+    return ValueError(f"{what}: PCM16 needs an even number of bytes, got {n}")
 
 
 def _rate(rate, what: str) -> int:
@@ -95,36 +100,85 @@ def _codec(codec, what: str) -> int:
 
 # ---------------------------------------------------------------- G.711
 
+class _Scratch(threading.local):
+    """Per-thread output buffer for the module-level G.711 functions (the GIL is released during
+    the C call, so a shared buffer would race)."""
+
+    def __init__(self):
+        self.grow(0)
+
+    def grow(self, n: int) -> None:
+        self.cap = max(2 * n, 8192)
+        self.codes = ffi.new("uint8_t[]", self.cap)
+        self.pcm = ffi.cast("int16_t *", self.codes)
+        self.view = ffi.buffer(self.codes)
+
+
+_scratch = _Scratch()
+_cvg_ulaw_encode_le, _cvg_alaw_encode_le = lib.cvg_ulaw_encode_le, lib.cvg_alaw_encode_le
+_cvg_ulaw_decode, _cvg_alaw_decode = lib.cvg_ulaw_decode, lib.cvg_alaw_decode
+
+
+def _encode(fn, pcm) -> bytes:
+    """Any buffer, any size, with the errors spelled out (the public functions inline the common case)."""
+    src, n = _bytes_in(pcm, "pcm", _PCM_FORMATS)
+    s = _scratch
+    if n > s.cap:
+        s.grow(n)
+    rc = fn(src, n, s.codes)
+    if rc:
+        if n & 1:
+            raise _odd("pcm", n)
+        _check(rc)
+    return s.view[:n >> 1]
+
+
+def _decode(fn, codes) -> bytes:
+    src, n = _bytes_in(codes, "codes")
+    s = _scratch
+    if 2 * n > s.cap:
+        s.grow(2 * n)
+    _check(fn(src, n, s.pcm))
+    return s.view[:2 * n]
+
+
+# The four public functions repeat a few lines on purpose: a bytes frame that fits the scratch
+# buffer goes straight to C and back (one cffi call, one slice), which is most of their cost.
+
 def ulaw_encode(pcm: BytesLike) -> bytes:
     """PCM16 -> mu-law (one byte per sample), bit-exact with ``audioop.lin2ulaw(pcm, 2)``."""
-    src, n = _pcm_in(pcm)
-    out = ffi.new("uint8_t[]", n)
-    _check(lib.cvg_ulaw_encode(src, n, out))
-    return ffi.buffer(out, n)[:]
+    if type(pcm) is bytes:
+        s, n = _scratch, len(pcm)
+        if n <= s.cap and not _cvg_ulaw_encode_le(pcm, n, s.codes):
+            return s.view[:n >> 1]
+    return _encode(_cvg_ulaw_encode_le, pcm)
 
 
 def alaw_encode(pcm: BytesLike) -> bytes:
     """PCM16 -> A-law, bit-exact with ``audioop.lin2alaw(pcm, 2)``."""
-    src, n = _pcm_in(pcm)
-    out = ffi.new("uint8_t[]", n)
-    _check(lib.cvg_alaw_encode(src, n, out))
-    return ffi.buffer(out, n)[:]
+    if type(pcm) is bytes:
+        s, n = _scratch, len(pcm)
+        if n <= s.cap and not _cvg_alaw_encode_le(pcm, n, s.codes):
+            return s.view[:n >> 1]
+    return _encode(_cvg_alaw_encode_le, pcm)
 
 
 def ulaw_decode(codes: BytesLike) -> bytes:
     """mu-law -> PCM16, bit-exact with ``audioop.ulaw2lin(codes, 2)``."""
-    src, n = _codes_in(codes)
-    out = ffi.new("int16_t[]", n)
-    _check(lib.cvg_ulaw_decode(src, n, out))
-    return ffi.buffer(out, 2 * n)[:]
+    if type(codes) is bytes:
+        s, n = _scratch, len(codes)
+        if 2 * n <= s.cap and not _cvg_ulaw_decode(codes, n, s.pcm):
+            return s.view[:2 * n]
+    return _decode(_cvg_ulaw_decode, codes)
 
 
 def alaw_decode(codes: BytesLike) -> bytes:
     """A-law -> PCM16, bit-exact with ``audioop.alaw2lin(codes, 2)``."""
-    src, n = _codes_in(codes)
-    out = ffi.new("int16_t[]", n)
-    _check(lib.cvg_alaw_decode(src, n, out))
-    return ffi.buffer(out, 2 * n)[:]
+    if type(codes) is bytes:
+        s, n = _scratch, len(codes)
+        if 2 * n <= s.cap and not _cvg_alaw_decode(codes, n, s.pcm):
+            return s.view[:2 * n]
+    return _decode(_cvg_alaw_decode, codes)
 
 
 # ---------------------------------------------------------------- resampler
@@ -168,7 +222,7 @@ class Resampler(_Native):
     ``flush()`` returns the tail still owed and starts a new stream; ``reset()`` drops all state.
     """
 
-    __slots__ = ("in_rate", "out_rate", "_out", "_cap", "_lens")
+    __slots__ = ("in_rate", "out_rate", "_out", "_view", "_cap", "_lens")
 
     def __init__(self, in_rate: int, out_rate: int):
         self._st = None
@@ -176,41 +230,39 @@ class Resampler(_Native):
         self.out_rate = _rate(out_rate, "out_rate")
         self._st = _new(lib.cvg_resampler_new, lib.cvg_resampler_free, self.in_rate, self.out_rate)
         self._lens = ffi.new("size_t[2]")
-        self._grow(2 * self.out_rate // 10)  # room for 100 ms: one call per 20 ms frame
+        self._grow(2 * self.out_rate // 10 + 16)  # samples: 200 ms, so 20 ms frames never regrow
 
-    def _grow(self, cap: int) -> None:
-        self._cap = cap
-        self._out = ffi.new("int16_t[]", cap)
+    def _grow(self, samples: int) -> None:
+        self._cap = 2 * samples                   # bytes
+        self._out = ffi.new("uint8_t[]", self._cap)
+        self._view = ffi.buffer(self._out)
 
     def process(self, pcm: BytesLike) -> bytes:
-        st = self._state()
-        src, n = _pcm_in(pcm)
-        lens = self._lens
-        lens[0] = n
-        lens[1] = self._cap
-        _check(lib.cvg_resampler_process(st, src, lens, self._out, lens + 1))
-        if lens[0] == n:
-            return ffi.buffer(self._out, 2 * lens[1])[:]
-        return self._process_rest(st, src, n, ffi.buffer(self._out, 2 * lens[1])[:], lens[0])
-
-    def _process_rest(self, st, src, n, head: bytes, used: int) -> bytes:
-        """The input made more than the buffer holds: grow it and finish."""
-        self._grow(int(lib.cvg_resampler_max_out(st, n - used)) + 16)
-        lens = self._lens
-        lens[0] = n - used
-        lens[1] = self._cap
-        _check(lib.cvg_resampler_process(st, src + used, lens, self._out, lens + 1))
-        return head + ffi.buffer(self._out, 2 * lens[1])[:]
+        st = self._st
+        if st is None:
+            raise ValueError("Resampler is closed")
+        src, n = _bytes_in(pcm, "pcm", _PCM_FORMATS)
+        got = lib.cvg_resampler_process_bytes(st, src, n, self._out, self._cap)
+        if got >= 0:
+            return self._view[:got]
+        if n & 1:
+            raise _odd("pcm", n)
+        if got != -lib.CVG_ERR_LENGTH:
+            _check(-got)
+        self._grow(int(lib.cvg_resampler_max_out(st, n >> 1)) + 16)   # a big input: grow, retry
+        got = lib.cvg_resampler_process_bytes(st, src, n, self._out, self._cap)
+        _check(-got if got < 0 else 0)
+        return self._view[:got]
 
     def flush(self) -> bytes:
         st = self._state()
         need = int(lib.cvg_resampler_flush_len(st))
-        if need > self._cap:
+        if 2 * need > self._cap:
             self._grow(need)
         lens = self._lens
-        lens[1] = self._cap
-        _check(lib.cvg_resampler_flush(st, self._out, lens + 1))
-        return ffi.buffer(self._out, 2 * lens[1])[:]
+        lens[1] = self._cap >> 1
+        _check(lib.cvg_resampler_flush(st, ffi.cast("int16_t *", self._out), lens + 1))
+        return self._view[:2 * lens[1]]
 
     def reset(self) -> None:
         _check(lib.cvg_resampler_reset(self._state()))
@@ -302,6 +354,24 @@ class JitterBuffer:
         if jb is None:
             raise ValueError("JitterBuffer is closed")
         return jb
+
+    @staticmethod
+    def seq_from_ms(timestamp_ms, frame_ms: int = 20) -> int:
+        """A frame sequence number from a media timestamp in ms (Twilio's stream-relative
+        ``media.timestamp``, Plivo's epoch ms, as int or decimal str), rounded to the nearest frame so
+        a timestamp that wobbles by a few ms maps to the same frame. When a provider drops audio its
+        chunk counter may stay contiguous while the timestamp jumps: the timestamp shows the gap."""
+        if isinstance(timestamp_ms, str):
+            if not timestamp_ms.isascii() or not timestamp_ms.isdigit():
+                raise ValueError(f"timestamp_ms must be a decimal number of ms, got {timestamp_ms[:20]!r}")
+            timestamp_ms = int(timestamp_ms)
+        elif isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int):
+            raise TypeError(f"timestamp_ms must be an int or a decimal str, got {type(timestamp_ms).__name__}")
+        if timestamp_ms < 0:
+            raise ValueError(f"timestamp_ms must be >= 0, got {timestamp_ms}")
+        if isinstance(frame_ms, bool) or not isinstance(frame_ms, int) or frame_ms <= 0:
+            raise ValueError(f"frame_ms must be a positive int, got {frame_ms!r}")
+        return ((timestamp_ms + frame_ms // 2) // frame_ms) & 0xFFFFFFFF
 
     def put(self, seq: int, frame) -> str:
         """Store one frame; returns what happened to it (one of ``PUT_RESULTS``)."""
@@ -409,7 +479,7 @@ class Transcoder(_Native):
     """
 
     __slots__ = ("in_codec", "in_rate", "out_codec", "out_rate", "_in_bps", "_out_bps", "_num", "_den",
-                 "_out", "_cap", "_len")
+                 "_out", "_chars", "_view", "_cap", "_len", "_in_formats")
 
     def __init__(self, in_codec: str, in_rate: int, out_codec: str, out_rate: int):
         self._st = None
@@ -423,6 +493,7 @@ class Transcoder(_Native):
         g = _gcd(self.in_rate, self.out_rate)
         self._num, self._den = self.out_rate // g, self.in_rate // g
         self._len = ffi.new("size_t *")
+        self._in_formats = _PCM_FORMATS if self._in_bps == 2 else _BYTE_FORMATS
         self._grow(2 * self.out_rate // 10 * self._out_bps)  # 200 ms of output, base64-expanded
 
     @classmethod
@@ -438,6 +509,8 @@ class Transcoder(_Native):
     def _grow(self, cap: int) -> None:
         self._cap = cap
         self._out = ffi.new("uint8_t[]", cap)
+        self._chars = ffi.cast("char *", self._out)
+        self._view = ffi.buffer(self._out)
 
     def _room(self, in_bytes: int, b64: bool = False) -> int:
         """Room for what in_bytes of input can make (an upper bound of the C side's exact need)."""
@@ -449,10 +522,10 @@ class Transcoder(_Native):
         return self._cap
 
     def _in(self, data, what: str):
-        n = _byte_len(data, what)
+        src, n = _bytes_in(data, what, self._in_formats)
         if n % self._in_bps:
-            raise ValueError(f"{what}: PCM16 needs an even number of bytes, got {n}")
-        return (data if type(data) is bytes else ffi.from_buffer("uint8_t[]", data)), n
+            raise _odd(what, n)
+        return src, n
 
     def process(self, data: BytesLike) -> bytes:
         st = self._state()
@@ -460,7 +533,7 @@ class Transcoder(_Native):
         length = self._len
         length[0] = self._room(n)
         _check(lib.cvg_transcoder_process(st, src, n, self._out, length))
-        return ffi.buffer(self._out, length[0])[:]
+        return self._view[:length[0]]
 
     def process_b64(self, payload: Union[str, bytes]) -> bytes:
         st = self._state()
@@ -480,15 +553,15 @@ class Transcoder(_Native):
         if rc == lib.CVG_ERR_LENGTH:
             raise ValueError("payload: decoded PCM16 has an odd number of bytes")
         _check(rc)
-        return ffi.buffer(self._out, length[0])[:]
+        return self._view[:length[0]]
 
     def process_to_b64(self, data: BytesLike) -> str:
         st = self._state()
         src, n = self._in(data, "data")
         length = self._len
         length[0] = self._room(n, b64=True)
-        _check(lib.cvg_transcoder_process_to_b64(st, src, n, ffi.cast("char *", self._out), length))
-        return ffi.buffer(self._out, length[0])[:].decode("ascii")
+        _check(lib.cvg_transcoder_process_to_b64(st, src, n, self._chars, length))
+        return self._view[:length[0]].decode("ascii")
 
     def flush(self) -> bytes:
         st = self._state()
@@ -498,7 +571,7 @@ class Transcoder(_Native):
         length = self._len
         length[0] = self._cap
         _check(lib.cvg_transcoder_flush(st, self._out, length))
-        return ffi.buffer(self._out, length[0])[:]
+        return self._view[:length[0]]
 
     def reset(self) -> None:
         _check(lib.cvg_transcoder_reset(self._state()))

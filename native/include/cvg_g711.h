@@ -10,5 +10,9 @@ CVG_API int cvg_ulaw_encode(const int16_t *in, size_t n, uint8_t *out);
 CVG_API int cvg_ulaw_decode(const uint8_t *in, size_t n, int16_t *out);
 CVG_API int cvg_alaw_encode(const int16_t *in, size_t n, uint8_t *out);
 CVG_API int cvg_alaw_decode(const uint8_t *in, size_t n, int16_t *out);
+/* Encoders reading PCM16 little-endian bytes (no alignment needed), for bindings: n_bytes must be
+ * even (else CVG_ERR_LENGTH); writes n_bytes / 2 codes. */
+CVG_API int cvg_ulaw_encode_le(const uint8_t *in, size_t n_bytes, uint8_t *out);
+CVG_API int cvg_alaw_encode_le(const uint8_t *in, size_t n_bytes, uint8_t *out);
 
 #endif

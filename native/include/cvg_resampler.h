@@ -25,6 +25,11 @@ typedef struct cvg_resampler cvg_resampler;
 CVG_API cvg_resampler *cvg_resampler_new(int in_rate, int out_rate, int *err);
 CVG_API int cvg_resampler_process(cvg_resampler *st, const int16_t *in, size_t *in_len,
                                   int16_t *out, size_t *out_len);
+/* Bytes in, bytes out, for bindings: PCM16 little-endian, in needs no alignment, out must be 2-byte
+ * aligned. All or nothing: returns the bytes written (>= 0) after consuming all of in, or -cvg_error
+ * with the state untouched (-CVG_ERR_LENGTH: odd in_bytes, or out_bytes < 2 * cvg_resampler_max_out). */
+CVG_API long cvg_resampler_process_bytes(cvg_resampler *st, const uint8_t *in, size_t in_bytes,
+                                         uint8_t *out, size_t out_bytes);
 /* Emit the tail (the output still owed for input already consumed) into out, up to *out_len
  * samples. When the whole tail has been written (*out_len came back smaller than the room given,
  * or cvg_resampler_flush_len() is 0) the state is reset for a new stream. */

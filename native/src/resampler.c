@@ -187,8 +187,25 @@ static size_t produce(cvg_resampler *st, int16_t *out, size_t room)
     return n;
 }
 
-/* Drop what no future window needs, then append up to `n` samples (zeros when in is NULL). */
-static size_t refill(cvg_resampler *st, const int16_t *in, size_t n)
+/* Input samples, either host-order int16 or little-endian bytes (no alignment needed). */
+typedef struct {
+    const void *p;
+    int le_bytes;
+} source;
+
+static inline int16_t load_le16(const uint8_t *b)
+{
+    int16_t v;
+    memcpy(&v, b, 2);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = (int16_t)((uint16_t)v << 8 | (uint16_t)v >> 8);
+#endif
+    return v;
+}
+
+/* Drop what no future window needs, then append up to `n` samples from in[at..] (zeros when in.p
+ * is NULL). */
+static size_t refill(cvg_resampler *st, source in, size_t at, size_t n)
 {
     int keep = st->nbuf - st->w;       /* >= 0: a step never exceeds T (checked at _new) */
     if (st->w > 0) {
@@ -199,8 +216,12 @@ static size_t refill(cvg_resampler *st, const int16_t *in, size_t n)
     size_t room = (size_t)(st->buf_cap - st->nbuf);
     size_t k = n < room ? n : room;
     float *dst = st->buf + st->nbuf;
-    if (in) {
-        for (size_t i = 0; i < k; i++) dst[i] = (float)in[i];
+    if (in.p && in.le_bytes) {
+        const uint8_t *b = (const uint8_t *)in.p + 2 * at;
+        for (size_t i = 0; i < k; i++) dst[i] = (float)load_le16(b + 2 * i);
+    } else if (in.p) {
+        const int16_t *x = (const int16_t *)in.p + at;
+        for (size_t i = 0; i < k; i++) dst[i] = (float)x[i];
     } else {
         memset(dst, 0, k * sizeof(float));
     }
@@ -318,6 +339,29 @@ static int ranges_overlap(const void *a, size_t na, const void *b, size_t nb)
     return na && nb && pa < pb + nb && pb < pa + na;
 }
 
+/* Consume input while there is room for what it makes; returns the samples written. */
+static size_t run(cvg_resampler *st, source in, size_t n_in, int16_t *out, size_t room, size_t *consumed)
+{
+    size_t used = 0, made = 0;
+    if (st->L == st->M) {              /* same rate: a copy, no delay */
+        used = made = n_in < room ? n_in : room;
+        if (in.le_bytes) {
+            for (size_t i = 0; i < used; i++) out[i] = load_le16((const uint8_t *)in.p + 2 * i);
+        } else if (used) {
+            memcpy(out, in.p, used * sizeof *out);
+        }
+        st->n_out += made;
+    }
+    for (;;) {
+        made += produce(st, out + made, room - made);
+        if (made == room || used == n_in) break;
+        used += refill(st, in, used, n_in - used);
+    }
+    st->n_in += used;
+    *consumed = used;
+    return made;
+}
+
 int cvg_resampler_process(cvg_resampler *st, const int16_t *in, size_t *in_len,
                           int16_t *out, size_t *out_len)
 {
@@ -326,21 +370,28 @@ int cvg_resampler_process(cvg_resampler *st, const int16_t *in, size_t *in_len,
     if ((n_in && !in) || (room && !out)) return CVG_ERR_NULL;
     if (ranges_overlap(in, n_in * 2, out, room * 2)) return CVG_ERR_OVERLAP;
 
-    size_t used = 0, made = 0;
-    if (st->L == st->M) {              /* same rate: a copy, no delay */
-        used = made = n_in < room ? n_in : room;
-        if (used) memcpy(out, in, used * sizeof *out);
-        st->n_out += made;
-    }
-    for (;;) {
-        made += produce(st, out + made, room - made);
-        if (made == room || used == n_in) break;
-        used += refill(st, in + used, n_in - used);
-    }
-    st->n_in += used;
+    size_t used;
+    size_t made = run(st, (source){in, 0}, n_in, out, room, &used);
     *in_len = used;
     *out_len = made;
     return CVG_OK;
+}
+
+long cvg_resampler_process_bytes(cvg_resampler *st, const uint8_t *in, size_t in_bytes,
+                                 uint8_t *out, size_t out_bytes)
+{
+    if (!st || (in_bytes && !in) || (out_bytes && !out)) return -CVG_ERR_NULL;
+    if (in_bytes % 2) return -CVG_ERR_LENGTH;
+    if ((uintptr_t)out % 2) return -CVG_ERR_ARG;
+    if (out_bytes / 2 < cvg_resampler_max_out(st, in_bytes / 2)) return -CVG_ERR_LENGTH;
+    if (ranges_overlap(in, in_bytes, out, out_bytes)) return -CVG_ERR_OVERLAP;
+    size_t used;
+    int16_t *o = (int16_t *)(void *)out;
+    size_t made = run(st, (source){in, 1}, in_bytes / 2, o, out_bytes / 2, &used);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    for (size_t i = 0; i < made; i++) o[i] = (int16_t)((uint16_t)o[i] << 8 | (uint16_t)o[i] >> 8);
+#endif
+    return (long)(2 * made);
 }
 
 size_t cvg_resampler_flush_len(const cvg_resampler *st)
@@ -363,7 +414,7 @@ int cvg_resampler_flush(cvg_resampler *st, int16_t *out, size_t *out_len)
         size_t want = (owed < room ? owed : room) - made;
         size_t got = produce(st, out + made, want);
         made += got;
-        if (!got) refill(st, NULL, (size_t)st->T);
+        if (!got) refill(st, (source){NULL, 0}, 0, (size_t)st->T);
     }
     *out_len = made;
     if (made == owed) cvg_resampler_reset(st);

@@ -68,6 +68,15 @@ int main(void)
     if (cvg_alaw_encode(pcm, 65536, codes)) return 1;
     for (int i = 0; i < 65536; i++) fails += codes[i] != ref_alaw(pcm[i]);
 
+    /* the little-endian byte encoders, from an odd address */
+    static uint8_t le[2 * 65536 + 1], codes_le[65536];
+    for (int i = 0; i < 65536; i++) { le[1 + 2 * i] = (uint8_t)(pcm[i] & 0xFF); le[2 + 2 * i] = (uint8_t)((uint16_t)pcm[i] >> 8); }
+    if (cvg_ulaw_encode_le(le + 1, 2 * 65536, codes_le) || cvg_ulaw_encode(pcm, 65536, codes)) return 1;
+    fails += memcmp(codes, codes_le, 65536) != 0;
+    if (cvg_alaw_encode_le(le + 1, 2 * 65536, codes_le) || cvg_alaw_encode(pcm, 65536, codes)) return 1;
+    fails += memcmp(codes, codes_le, 65536) != 0;
+    fails += cvg_ulaw_encode_le(le, 3, codes_le) != CVG_ERR_LENGTH;
+
     uint8_t all[256];
     for (int i = 0; i < 256; i++) all[i] = (uint8_t)i;
     if (cvg_ulaw_decode(all, 256, dec)) return 1;
@@ -87,7 +96,7 @@ int main(void)
     fails += cvg_ulaw_encode(inplace, 8, (uint8_t *)inplace) != CVG_OK;
     fails += memcmp(inplace, expect, 8) != 0;
 
-    printf("test_g711: 65536 PCM16 inputs x 2 codecs and 256 codes x 2 against the reference, guards: %s\n",
+    printf("test_g711: 65536 PCM16 inputs x 2 codecs (int16 and LE-byte APIs) and 256 codes x 2 against the reference, guards: %s\n",
            fails ? "FAIL" : "ok");
     return fails != 0;
 }

@@ -67,6 +67,17 @@ static void chunking(int a, int b)
     size_t room = N_OUT - made;
     cvg_resampler_flush(r, parts + made, &room);
     CHECK(made + room == n1 && !memcmp(whole, parts, n1 * 2), "%d->%d small-room output differs", a, b);
+    /* the bytes API (odd input address) gives the same samples, all or nothing */
+    static uint8_t le[2 * N_IN + 1];
+    static int16_t viabytes[N_OUT];
+    for (int i = 0; i < N_IN; i++) { le[1 + 2 * i] = (uint8_t)(in[i] & 0xFF); le[2 + 2 * i] = (uint8_t)((uint16_t)in[i] >> 8); }
+    cvg_resampler_reset(r);
+    CHECK(cvg_resampler_process_bytes(r, le + 1, 3, (uint8_t *)viabytes, sizeof viabytes) == -CVG_ERR_LENGTH, "odd bytes");
+    CHECK(cvg_resampler_process_bytes(r, le + 1, 2 * N_IN, (uint8_t *)viabytes, 4) == -CVG_ERR_LENGTH, "short room");
+    long got = cvg_resampler_process_bytes(r, le + 1, 2 * N_IN, (uint8_t *)viabytes, sizeof viabytes);
+    room = N_OUT - (size_t)got / 2;
+    cvg_resampler_flush(r, viabytes + got / 2, &room);
+    CHECK(got >= 0 && (size_t)got / 2 + room == n1 && !memcmp(whole, viabytes, n1 * 2), "%d->%d bytes API differs", a, b);
     cvg_resampler_free(r);
 }
 
