@@ -8,6 +8,7 @@ nursery and prints the demo URL. SIGINT/SIGTERM stop both gracefully; the exit s
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -152,7 +153,7 @@ async def run_gateway(directory, token_secret: bytes, limits, *, host: str, port
     server = GatewayServer(directory, token_secret, limits)
     async with trio.open_nursery() as nursery:
         await nursery.start(_until_signal, server.shutdown)
-        await nursery.start(server.serve, host, port, reuse_port=reuse_port)
+        await nursery.start(functools.partial(server.serve, host, port, reuse_port=reuse_port))
         log.info("gateway on ws://%s:%d (pid %d)", host, server.port, os.getpid())
         task_status.started(server)
 

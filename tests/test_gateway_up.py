@@ -107,3 +107,44 @@ async def _http_get(port: int, path: str) -> bytes:
                 assert chunk, data[:200]
                 data += chunk
         return data
+
+
+async def test_converse_gateway_workers_share_a_port_and_stop_cleanly(tmp_path):
+    from control import up
+    from control.config import Settings
+    from control.store import open_store
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path}/converse.db",
+               CONVERSE_SECRET_KEY_FILE=str(tmp_path / "secret.key"), CONVERSE_LOG_LEVEL="WARNING")
+    env.pop("CONVERSE_SECRET_KEY", None)
+    store = open_store(Settings.from_env(env))
+    try:
+        seeded = store.run_sync(up.seed, ["http://localhost:8000"])
+    finally:
+        store.close()
+    port = _free_port()
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "control.cli", "gateway", "--port", str(port), "--workers", "2"],
+        env=env, cwd=tmp_path)
+    try:
+        sessions = []
+        with trio.fail_after(60):
+            while len(sessions) < 6:
+                try:
+                    sessions.append(await transport.connect(
+                        f"ws://127.0.0.1:{port}/ws/agent/{seeded['agent_id']}",
+                        {"Origin": "http://localhost:8000"}, timeout=10))
+                except transport.HandshakeError:
+                    await trio.sleep(0.1)          # workers still starting
+        for i, ws in enumerate(sessions):
+            await ws.send_text(canonical.encode(Text(text=f"n{i}")))
+            with trio.fail_after(10):
+                event = canonical.decode(await ws.receive())
+            assert event.text == f"You said: n{i}"
+        assert await _stop(proc) == 0
+        for ws in sessions:
+            with trio.fail_after(10):
+                assert canonical.decode(await ws.receive()).reason == "shutdown"
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
