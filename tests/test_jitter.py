@@ -244,6 +244,28 @@ def test_put_errors_name_the_problem():
     assert jb.put(1, memoryview(bytearray(frame(1)))) == "stored"
 
 
+def test_seq_from_ms_rounds_to_frames():
+    assert [JitterBuffer.seq_from_ms(t) for t in (0, 9, 11, 20, 29, 31, "5", "40")] == [0, 0, 1, 1, 1, 2, 0, 2]
+    assert JitterBuffer.seq_from_ms("1705312200000") == (1705312200000 + 10) // 20 % 2**32
+    assert JitterBuffer.seq_from_ms(100, frame_ms=10) == 10
+    for bad, exc in (("-5", ValueError), ("1e3", ValueError), ("", ValueError), (-1, ValueError),
+                     (1.5, TypeError), (None, TypeError), (True, TypeError)):
+        with pytest.raises(exc, match="timestamp_ms"):
+            JitterBuffer.seq_from_ms(bad)
+    with pytest.raises(ValueError, match="frame_ms"):
+        JitterBuffer.seq_from_ms(5, frame_ms=0)
+
+
+def test_gap_seen_only_in_timestamps_is_filled():
+    """Chunk counters stay contiguous when the provider drops audio; timestamps jump (and wobble)."""
+    jb = JitterBuffer(capacity=8, max_delay=0)
+    out = []
+    for ts in (0, 21, 39, 60, 161, 181):  # 80..140 ms dropped upstream
+        jb.put(JitterBuffer.seq_from_ms(ts), frame(ts))
+        out.extend(kind for _, kind in jb.drain())
+    assert out == ["real"] * 4 + ["concealed"] * 4 + ["real"] * 2
+
+
 def test_drain_refuses_the_clocked_mode():
     with pytest.raises(ValueError, match="max_delay=0"):
         JitterBuffer(max_delay=5).drain()

@@ -156,3 +156,15 @@ def test_put_rejects_garbage_cleanly(seq, data):
     else:
         assert result == "stored"
         assert jb.stats()["received"] == 1
+
+
+@PROPERTY
+@given(ts=st.one_of(junk, st.text(alphabet="0123456789-+. e٣", max_size=25)),
+       frame_ms=st.one_of(st.just(20), junk))
+def test_seq_from_ms_rejects_garbage_cleanly(ts, frame_ms):
+    try:
+        seq = JitterBuffer.seq_from_ms(ts, frame_ms)
+    except (ValueError, TypeError) as e:
+        assert str(e)
+    else:
+        assert 0 <= seq < WRAP

@@ -1,9 +1,9 @@
-"""Flows: structured routing (menus, data collection, lookups, branching) before an agent takes over.
+"""Flows: structured routing (menus, data collection, lookups, branching) before an agent.
 
 Usage::
 
     flow = validate(definition, channel_type="voice", provider="twilio")   # or FlowValidationError
-    engine = FlowEngine(flow, FlowContext(channel_id="ch1", channel_type="voice", caller="+4420..."))
+    engine = FlowEngine(flow, FlowContext(channel_id="ch1", channel_type="voice", caller="+44..."))
     actions = engine.start(now)              # perform them in order
     actions = engine.feed(DigitReceived("2", now=now))
     state = engine.snapshot()                # JSON-able; FlowEngine.restore(flow, context, state)
@@ -14,7 +14,7 @@ Format
 ------
 ``{"name", "start": "<entry id>", "nodes": {"<id>": {"type": ..., ...}}, "timezone"?: IANA,
 "variables"?: {name: default}, "description"?}``. Node ids: 1-64 of ``[A-Za-z0-9_-]``. At most 500
-nodes; texts at most 2000 characters. Any node may carry ``label`` and ``ui`` (editor data, ignored).
+nodes; texts at most 2000 characters. Any node may carry ``label`` and ``ui`` (editor data).
 
 =========== ================================================================================
 entry       ``next``. Exactly one; ``start`` names it; no edge may lead back to it.

@@ -233,7 +233,7 @@ class FlowEngine:
 
     @classmethod
     def restore(cls, flow: Flow, context: FlowContext | None, snapshot: Any) -> "FlowEngine":
-        """Resume from :meth:`snapshot`; :class:`FlowSnapshotError` when it does not fit ``flow``."""
+        """Resume from :meth:`snapshot`; :class:`FlowSnapshotError` if it does not fit ``flow``."""
         try:
             state = msgspec.convert(snapshot, _State)
         except msgspec.ValidationError as exc:

@@ -68,7 +68,7 @@ class Action(msgspec.Struct, frozen=True, tag_field="type"):
 
 
 class Speak(Action, tag="speak"):
-    """Voice: synthesise and play ``text``; feed SpeechFinished(speech_id) when it has been heard."""
+    """Voice: synthesise and play ``text``; feed SpeechFinished(speech_id) once it was heard."""
     text: str
     interruptible: bool
     speech_id: str

@@ -1,7 +1,7 @@
 """The flow format: msgspec Structs for a flow and every node type, plus the graph facts about them.
 
-These Structs describe a flow that already passed :func:`gateway.flows.validate.validate`; build them
-through it (it reports every problem with a precise path) rather than with ``msgspec.convert``
+These Structs describe a flow that already passed :func:`gateway.flows.validate.validate`; build
+them through it (it reports every problem with a precise path) rather than with ``msgspec.convert``
 directly. They are frozen so one parsed flow can be shared by every session that runs it.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 from msgspec import Meta
 
-# Size bounds: a flow is operator input, stored and replayed for every call, so everything is capped.
+# Size bounds: a flow is operator input, stored and replayed for every call: everything is capped.
 MAX_NODES = 500
 MAX_TEXT = 2000                  # prompts and messages (a TTS prompt longer than this is a mistake)
 MAX_REGEX = 500
@@ -37,7 +37,7 @@ WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 class _Node(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
             tag_field="type"):
-    # Free-form fields a visual editor keeps on a node (a caption, canvas coordinates); ignored here.
+    # Free-form fields a visual editor keeps on a node (a caption, canvas coordinates): ignored.
     label: Label | None = None
     ui: dict[str, Any] | None = None
 

@@ -1,15 +1,16 @@
-"""Validation of a flow definition: every problem found, each with the node, a JSON path and a reason.
+"""Validation of a flow definition: every problem found, each with its node, JSON path and reason.
 
 ``validate(definition) -> Flow`` raises :class:`FlowValidationError` listing *all* errors it finds
 (the control API answers 422 with ``errors_as_json(exc)``). Three passes:
 
 1. shape: the top level and each node against the Structs in :mod:`.model` (types, required and
    unknown fields, bounds), one error per bad field, paths like ``$.nodes.menu.options.3``;
-2. meaning: regexes compile (and have no nested unbounded repeats), JSON paths parse, rule fields fit their operator, URLs are literal
-   http(s) with a literal host, templates are well formed and name *known* variables;
-3. graph: exactly one ``entry`` node and ``start`` names it, every edge target exists (and is not the
-   entry), every node is reachable from ``start``, every cycle contains a node that waits for the
-   caller (``dtmf_menu``, ``collect``, ``classify`` with ``input: "next"``).
+2. meaning: regexes compile (without nested unbounded repeats), JSON paths parse, rule fields fit
+   their operator, URLs are literal http(s) with a literal host, templates are well formed and
+   name *known* variables;
+3. graph: exactly one ``entry`` node and ``start`` names it, every edge target exists (and is not
+   the entry), every node is reachable from the entry, every cycle contains a node that waits for
+   the caller (``dtmf_menu``, ``collect``, ``classify`` with ``input: "next"``).
 
 Known variables: the builtins (:data:`BUILTIN_VARIABLES`), names declared in the flow's
 ``variables`` (defaults, overridable by the host's initial variables), ``collect`` value names and
@@ -51,6 +52,7 @@ CHANNEL_TYPES = ("voice", "web", "whatsapp", "sms")
 TRANSFER_PROVIDERS = frozenset({"twilio", "plivo"})
 
 _TZ_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]{0,30}(/[A-Za-z0-9_+-]{1,30}){0,2}$")
+_NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _URL_RE = re.compile(r"^https?://[^/?#{}\s]+(?:[/?#]|$)", re.IGNORECASE)
 _NUMBER_RE = re.compile(r"^(\+?[1-9][0-9]{5,14}|sips?:[^\s]{3,200})$")
@@ -149,9 +151,10 @@ def _check_value(value: Any, tp: Any, path: str, node: str | None, errs: _Errors
             try:
                 msgspec.convert(key, key_tp)
             except msgspec.ValidationError as exc:
-                errs.add(node, f"{path}.{key}", "invalid key: " + _msgspec_error(exc, "")[1])
+                errs.add(node, f"{path}.{_short(key)}",
+                         "invalid key: " + _msgspec_error(exc, "")[1])
                 continue
-            _check_value(item, value_tp, f"{path}.{key}", node, errs)
+            _check_value(item, value_tp, f"{path}.{_short(key)}", node, errs)
     elif origin is list and isinstance(value, list):
         (item_tp,) = typing.get_args(inner)
         for i, item in enumerate(value):
@@ -161,9 +164,15 @@ def _check_value(value: Any, tp: Any, path: str, node: str | None, errs: _Errors
     return False
 
 
+def _short(value: Any, limit: int = 64) -> str:
+    """User-supplied text quoted in an error or a path, cut so errors stay small."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _unknown_field(key: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    return f"unknown field {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    close = difflib.get_close_matches(key, list(known), n=1) if len(key) <= 64 else []
+    return f"unknown field {_short(key)!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 @functools.lru_cache(maxsize=None)
@@ -177,7 +186,7 @@ def _check_fields(raw: dict, cls: type, path: str, node: str | None, errs: _Erro
     tag_field = cls.__struct_config__.tag_field
     for key in raw:
         if key != tag_field and key not in fields:
-            errs.add(node, f"{path}.{key}", _unknown_field(str(key), fields))
+            errs.add(node, f"{path}.{_short(key)}", _unknown_field(str(key), fields))
     for name, f in fields.items():
         if name in raw:
             _check_value(raw[name], f.type, f"{path}.{name}", node, errs)
@@ -194,7 +203,7 @@ def _parse_node(node_id: str, raw: Any, errs: _Errors) -> Node | None:
     cls = NODE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         errs.add(node_id, f"{path}.type",
-                 f"unknown node type {kind!r} (one of: {', '.join(NODE_TYPES)})"
+                 f"unknown node type {_short(kind)!r} (one of: {', '.join(NODE_TYPES)})"
                  if "type" in raw else "missing required field 'type'")
         return None
     before = len(errs)
@@ -214,7 +223,7 @@ def _parse_top(definition: Any, errs: _Errors) -> dict | None:
         return None
     for key in definition:
         if key not in _TOP_FIELDS:
-            errs.add(None, f"$.{key}", _unknown_field(str(key), _TOP_FIELDS))
+            errs.add(None, f"$.{_short(key)}", _unknown_field(str(key), _TOP_FIELDS))
     name = definition.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         errs.add(None, "$.name", "name is a non-empty string of at most 200 characters")
@@ -230,8 +239,8 @@ def _parse_top(definition: Any, errs: _Errors) -> dict | None:
         errs.add(None, "$.nodes", f"too many nodes: {len(nodes)} (at most {MAX_NODES})")
         return None
     for node_id in nodes:
-        if not isinstance(node_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", node_id):
-            errs.add(None, f"$.nodes.{node_id}",
+        if not isinstance(node_id, str) or not _NODE_ID_RE.match(node_id):
+            errs.add(None, f"$.nodes.{_short(node_id)}",
                      "node ids are 1-64 letters, digits, '_' or '-'")
     tz = definition.get("timezone")
     if tz is not None:
@@ -240,7 +249,7 @@ def _parse_top(definition: Any, errs: _Errors) -> dict | None:
                 raise ValueError
             zoneinfo.ZoneInfo(tz)
         except (ValueError, KeyError, OSError):     # not found, a directory, unreadable, ...
-            errs.add(None, "$.timezone", f"unknown time zone {tz!r} (an IANA name, e.g. "
+            errs.add(None, "$.timezone", f"unknown time zone {_short(tz)!r} (an IANA name, e.g. "
                      "'Europe/London')")
     variables = definition.get("variables", {})
     if not isinstance(variables, dict):
@@ -627,7 +636,9 @@ def validate(definition: Any, *, channel_type: str | None = None, provider: str 
         raise FlowValidationError(errs)
     nodes: dict[str, Node] = {}
     for node_id, raw in raw_nodes.items():
-        node = _parse_node(str(node_id), raw, errs)
+        if not isinstance(node_id, str) or not _NODE_ID_RE.match(node_id):
+            continue                            # reported by _parse_top
+        node = _parse_node(node_id, raw, errs)
         if node is not None:
             nodes[node_id] = node
     declared = definition.get("variables")
