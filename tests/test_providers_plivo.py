@@ -73,6 +73,15 @@ async def test_configure_unknown_number_is_rejected(plivo, plivo_emulator):
     assert err.value.status == 404
 
 
+async def test_number_without_voice_is_rejected(plivo, plivo_emulator):
+    plivo_emulator.numbers["14155550101"]["voice_enabled"] = False
+    with pytest.raises(ProviderRejected, match="no voice capability"):
+        await plivo.configure_webhook(plivo_emulator.creds,
+                                      NumberInfo(number="+14155550101", provider_id="14155550101"),
+                                      HOOK, "voice")
+    assert plivo_emulator.applications == {}
+
+
 async def test_send_message_is_not_a_plivo_feature_here(plivo, plivo_emulator):
     with pytest.raises(ProviderRejected, match="voice-only"):
         await plivo.send_message(plivo_emulator.creds, "+14155550100", "+14155550123", "hi", "k")

@@ -93,6 +93,13 @@ async def test_configure_unknown_number_is_rejected(twilio, twilio_emulator):
                                        HOOK, "voice")
 
 
+async def test_sms_on_a_voice_only_number_is_rejected(twilio, twilio_emulator):
+    number = NumberInfo(number="+15005550007", provider_id="")
+    with pytest.raises(ProviderRejected, match="no sms capability"):
+        await twilio.configure_webhook(twilio_emulator.creds, number, HOOK, "sms")
+    assert twilio_emulator.calls("numbers.update") == []
+
+
 async def test_configure_rejects_a_channel_type_twilio_does_not_serve(twilio, twilio_emulator):
     with pytest.raises(ValueError):
         await twilio.configure_webhook(twilio_emulator.creds,

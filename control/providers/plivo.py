@@ -176,6 +176,8 @@ class PlivoProvider(Provider):
         plivo_number, app_name = self._ids(number)
 
         def provision(c):
+            if getattr(c.numbers.get(plivo_number), "voice_enabled", True) is False:
+                raise ProviderRejected(NAME, f"{number.number} has no voice capability")
             found = c.applications.list(app_name=app_name).objects
             mine = [a for a in found if getattr(a, "app_name", "") == app_name]
             # Hang-up notices go to the same webhook (Plivo marks them Event=Hangup), said

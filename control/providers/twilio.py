@@ -159,7 +159,17 @@ class TwilioProvider(Provider):
         url_field, method_field, app_field = self._fields(channel_type)
         # An application sid on the number overrides its URL (protocols.md 2.4): clear it.
         changes = {url_field: url, method_field: "POST", app_field: ""}
-        pn = await self._update_number(creds, number, changes)
+
+        def configure(c: _Call):
+            pn = c.account.incoming_phone_numbers(_sid(c, number)).fetch()
+            caps = pn.capabilities if isinstance(pn.capabilities, dict) else {}
+            # Twilio would store the URL on a number that cannot receive this kind of traffic
+            # and nothing would ever arrive; say so instead.
+            if caps.get(channel_type) is False:
+                raise ProviderRejected(NAME, f"{number.number} has no {channel_type} capability")
+            return c.account.incoming_phone_numbers(pn.sid).update(**changes)
+
+        pn = await self._run(creds, configure)
         if getattr(pn, url_field) != url:
             raise ProviderUnavailable(NAME, f"{url_field} did not take on {number.number}")
         return WebhookResult(configured=True,
@@ -206,11 +216,6 @@ class TwilioProvider(Provider):
         except KeyError:
             raise ValueError(f"twilio serves {TwilioProvider.channel_types}, "
                              f"not {channel_type!r}") from None
-
-    async def _update_number(self, creds: dict, number: NumberInfo, changes: dict) -> Any:
-        # Lookup and update share one thread and so one deadline.
-        return await self._run(
-            creds, lambda c: c.account.incoming_phone_numbers(_sid(c, number)).update(**changes))
 
 
 def _sid(call: _Call, number: NumberInfo) -> str:
