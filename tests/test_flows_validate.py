@@ -86,6 +86,14 @@ def test_bad_time_zones_are_errors_not_crashes(tz):
     assert one({**BASE, "timezone": tz})["path"] == "$.timezone"
 
 
+def test_name_is_optional_and_paths_can_be_prefixed():
+    definition = {k: v for k, v in BASE.items() if k != "name"}
+    assert validate(definition).name == "flow"
+    with pytest.raises(FlowValidationError) as info:
+        validate({**definition, "start": "nope"})
+    assert errors_as_json(info.value, prefix="$.definition")[0]["path"] == "$.definition.start"
+
+
 def test_unknown_top_level_field_suggests_the_right_one():
     assert "did you mean 'timezone'" in one({**BASE, "timezon": "UTC"})["message"]
 

@@ -12,8 +12,9 @@ The engine is a pure state machine (no I/O, no clock): the host performs actions
 
 Format
 ------
-``{"name", "start": "<entry id>", "nodes": {"<id>": {"type": ..., ...}}, "timezone"?: IANA,
-"variables"?: {name: default}, "description"?}``. Node ids: 1-64 of ``[A-Za-z0-9_-]``. At most 500
+``{"name"?, "start": "<entry id>", "nodes": {"<id>": {"type": ..., ...}}, "timezone"?: IANA,
+"variables"?: {name: default}, "description"?}`` (``name`` defaults to "flow": the control plane
+keeps it beside the definition; pass it in if ``{{flow}}`` should say it). Node ids: 1-64 of ``[A-Za-z0-9_-]``. At most 500
 nodes; texts at most 2000 characters. Any node may carry ``label`` and ``ui`` (editor data).
 
 =========== ================================================================================

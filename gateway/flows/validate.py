@@ -80,9 +80,11 @@ class FlowValidationError(ValueError):
         super().__init__(f"{first.path}: {first.message}{more}")
 
 
-def errors_as_json(exc: FlowValidationError) -> list[dict]:
-    """The errors as ``[{"node", "path", "message"}]`` for an HTTP 422 body."""
-    return [{"node": e.node, "path": e.path, "message": e.message} for e in exc.errors]
+def errors_as_json(exc: FlowValidationError, prefix: str = "$") -> list[dict]:
+    """The errors as ``[{"node", "path", "message"}]`` for an HTTP 422 body; ``prefix`` replaces
+    the leading ``$`` when the definition sits inside a bigger body (``"$.definition"``)."""
+    return [{"node": e.node, "path": prefix + e.path[1:], "message": e.message}
+            for e in exc.errors]
 
 
 class _Errors(list):
@@ -224,7 +226,7 @@ def _parse_top(definition: Any, errs: _Errors) -> dict | None:
     for key in definition:
         if key not in _TOP_FIELDS:
             errs.add(None, f"$.{_short(key)}", _unknown_field(str(key), _TOP_FIELDS))
-    name = definition.get("name")
+    name = definition.get("name", "flow")       # optional: the control plane stores it apart
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         errs.add(None, "$.name", "name is a non-empty string of at most 200 characters")
     if not isinstance(definition.get("start"), str):
@@ -652,7 +654,7 @@ def validate(definition: Any, *, channel_type: str | None = None, provider: str 
                    set(sms_channel_ids) if sms_channel_ids is not None else None, errs)
     if errs:
         raise FlowValidationError(errs)
-    return Flow(name=definition["name"], start=definition["start"], nodes=nodes,
+    return Flow(name=definition.get("name", "flow"), start=definition["start"], nodes=nodes,
                 timezone=definition.get("timezone"), variables=dict(definition.get("variables")
                                                                     or {}),
                 description=definition.get("description", ""))
