@@ -17,8 +17,10 @@
  *   - a frame whose seq was already buffered or recently received is a duplicate (dropped);
  *   - a frame behind the playout point is late (dropped), except before the first tick has consumed
  *     anything, when it moves the playout point back if it fits;
- *   - a frame more than capacity-1 ahead of the oldest position still held drops the oldest buffered
- *     frames (overflow) and the playout point moves past them;
+ *   - a frame that does not fit in the ring (capacity frames from its oldest slot) drops the
+ *     oldest buffered frames (overflow) and the playout point moves past them; if only missing
+ *     positions are passed over, nothing is dropped and the gap keeps its full length (it needs no
+ *     memory); a frame older than everything buffered with no room left is dropped (DROPPED);
  *   - a frame more than max_gap away from the playout point (either way) is a stream restart
  *     (resync): what is buffered is flushed and playout restarts at that frame.
  *
