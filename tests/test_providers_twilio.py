@@ -129,3 +129,20 @@ async def test_send_message_errors_carry_twilio_codes(twilio, twilio_emulator, s
         await twilio.send_message(twilio_emulator.creds, sender, to, text, "k")
     assert err.value.status == 400
     assert twilio_emulator.sent() == []
+
+
+async def test_status_callback_round_trip(twilio, twilio_emulator):
+    from twilio.request_validator import RequestValidator
+
+    hook = "https://gw.example.net/api/v1/webhooks/twilio/ch_1/status"
+    sid = await twilio.send_message(twilio_emulator.creds, "+15005550006", "+14155550123", "hi",
+                                    "k", status_callback=hook)
+    assert twilio_emulator.calls("messages.create")[0].form["StatusCallback"] == hook
+    url, params, headers = twilio_emulator.message_status(sid, "undelivered", error_code="30003")
+    assert url == hook and params["MessageStatus"] == "undelivered"
+    assert params["ErrorCode"] == "30003" and twilio_emulator.sent()[0]["status"] == "undelivered"
+    assert RequestValidator(twilio_emulator.auth_token).validate(
+        hook, params, headers["X-Twilio-Signature"])
+    plain = await twilio.send_message(twilio_emulator.creds, "+15005550006", "+14155550123", "x",
+                                      "k2")
+    assert twilio_emulator.message_status(plain, "delivered") is None

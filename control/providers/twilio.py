@@ -195,10 +195,13 @@ class TwilioProvider(Provider):
         return WebhookResult(configured=True, detail=f"{number.number}: {url_field} cleared")
 
     async def send_message(self, creds: dict, sender: str, to: str, text: str,
-                           idempotency_key: str) -> str:
+                           idempotency_key: str, *, status_callback: str | None = None) -> str:
+        """Send an SMS (``whatsapp:``-prefixed addresses work the same way); returns the SM sid.
+        ``status_callback``: the URL Twilio posts delivery statuses to."""
         # No documented idempotency parameter exists for Messages (see the module docstring).
+        extra = {"status_callback": status_callback} if status_callback else {}
         message = await self._run(
-            creds, lambda c: c.account.messages.create(from_=sender, to=to, body=text))
+            creds, lambda c: c.account.messages.create(from_=sender, to=to, body=text, **extra))
         return message.sid
 
     async def find_sent(self, creds: dict, sender: str, to: str, text: str,

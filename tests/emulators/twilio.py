@@ -94,6 +94,24 @@ class TwilioEmulator(Emulator):
         with self.lock:
             return [dict(m) for m in self.messages]
 
+    def message_status(self, sid: str, status: str, *, error_code: str | None = None
+                       ) -> tuple[str, dict, dict] | None:
+        """Move a sent message to ``status`` (sent, delivered, undelivered, failed, ...) and
+        return the signed status callback Twilio would post, as ``(url, params, headers)``, or
+        None when the message was sent without a StatusCallback."""
+        with self.lock:
+            message = next(m for m in self.messages if m["sid"] == sid)
+            message.update(status=status, error_code=error_code, date_updated=_now())
+            url = message.get("status_callback")
+            if not url:
+                return None
+            params = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status,
+                      "SmsStatus": status, "AccountSid": message["account_sid"],
+                      "From": message["from"], "To": message["to"], "ApiVersion": "2010-04-01"}
+            if error_code:
+                params["ErrorCode"] = error_code
+        return (url, *self.signed(url, params))
+
     # ----- Twilio -> you: webhooks as Twilio would send them (protocols.md 1.1, 2.3) --------
     def signed(self, public_url: str, params: dict[str, str]) -> tuple[dict, dict]:
         """``(form params, headers)`` for a POST to ``public_url``, signed with the account's
