@@ -12,7 +12,8 @@ Decisions worth knowing (the package docstring has the full contract):
 * Output: on a voice-capable channel (``voice``, ``web``) text is ``Speak``; otherwise ``SendText``.
   A retry/invalid notice and the repeated prompt go out as one Speak/SendText.
 * Timers: a waiting node's no-input timer starts when its prompt has been heard
-  (``SpeechFinished``), or at once when nothing was said. Text channels get no input timers at all
+  (``SpeechFinished``), or at once when nothing was said; while the prompt plays, the timer runs
+  with a generous allowance for its length (so a host that never reports cannot hang a call). Text channels get no input timers at all
   (a chat reply may come hours later), so ``timeout`` branches only fire on voice. ``api_call``
   and the external classifier always get a backstop timer (their ``timeout_s`` + 2 s): a host that
   never answers cannot hang the flow.
@@ -109,6 +110,11 @@ def _utc(now: Any) -> dt.datetime | None:
     if not isinstance(now, dt.datetime):
         return None
     return now.replace(tzinfo=dt.timezone.utc) if now.tzinfo is None else now
+
+
+def _playing_time_allowance(text: str) -> float:
+    """A generous bound on how long a prompt takes to play (TTS speaks ~15 characters/s)."""
+    return 10.0 + len(text) / 8.0
 
 
 def _menu_key(text: str) -> str | None:
@@ -358,8 +364,12 @@ class FlowEngine:
         sep = " " if self.context.speaks else "\n"
         text = sep.join(p for p in (self._render(x).strip() for x in parts) if p)
         self._say(text, interruptible, out, track=True)
-        if self.context.speaks and self._s.speech_id is None:
-            self._arm(timeout_s, out)
+        if self.context.speaks:
+            # The no-input timer really starts when the prompt has been heard (SpeechFinished
+            # re-arms it); until then it also allows for the prompt's playing time, so a host
+            # that never reports SpeechFinished cannot leave the call waiting forever.
+            allowance = _playing_time_allowance(text) if self._s.speech_id else 0.0
+            self._arm(timeout_s + allowance, out)
 
     def _speech_finished(self, node: Node | None, event: SpeechFinished, out: list) -> None:
         if event.speech_id != self._s.speech_id or self._s.speech_id is None:
