@@ -81,20 +81,30 @@ def browser(speech_wav):
             b.close()
 
 
-def best_correlation(received: np.ndarray, reference: np.ndarray) -> float:
-    """Peak normalised cross-correlation of the overlap of two signals, over every lag (FFT)."""
+def windowed_correlation(received: np.ndarray, reference: np.ndarray, rate: int = 24000,
+                         win_s: float = 0.5, min_rms: float = 300.0) -> float:
+    """Median, over the non-silent 0.5 s windows of ``received``, of each window's peak normalised
+    cross-correlation with ``reference`` at any lag.
+
+    Per-window rather than one global lag, so a dropped capture buffer on a loaded machine or an
+    utterance split in two does not hide that every piece is the input speech. Measured: the echoed
+    sentence scores ~0.8, white noise ~0.04, the same speech at the wrong rate (16 kHz played as
+    24 kHz) ~0.15."""
     x = received.astype(np.float64)
     r = reference.astype(np.float64)
-    n = 1 << int(np.ceil(np.log2(len(x) + len(r))))
-    c = np.fft.irfft(np.fft.rfft(x, n) * np.conj(np.fft.rfft(r, n)), n)
-    lag = int(np.argmax(np.abs(c)))
-    if lag > len(x):                       # negative lag: reference starts later
-        lag -= n
-    a = x[max(lag, 0):]
-    b = r[max(-lag, 0):]
-    m = min(len(a), len(b))
-    a, b = a[:m] - a[:m].mean(), b[:m] - b[:m].mean()
-    return float(abs(np.dot(a, b)) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+    w_len = int(rate * win_s)
+    n = 1 << int(np.ceil(np.log2(len(r) + w_len)))
+    spectrum = np.fft.rfft(r, n)
+    energy = np.concatenate([[0.0], np.cumsum(r * r)])
+    local = np.sqrt(energy[w_len:] - energy[:len(r) - w_len + 1])      # |r[lag:lag+W]| per lag
+    scores = []
+    for start in range(0, len(x) - w_len + 1, w_len):
+        w = x[start:start + w_len] - x[start:start + w_len].mean()
+        if np.sqrt(np.mean(w * w)) < min_rms:
+            continue                                # silence matches nothing and proves nothing
+        c = np.fft.irfft(np.conj(np.fft.rfft(w, n)) * spectrum, n)[:len(r) - w_len + 1]
+        scores.append(float(np.max(np.abs(c) / (np.linalg.norm(w) * local + 1e-9))))
+    return float(np.median(scores)) if scores else 0.0
 
 
 COLLECT_AUDIO_JS = """() => {
@@ -152,7 +162,7 @@ def test_demo_voice_and_chat_round_trip(browser, stack):
         assert ref_rate == 24000
         # Matching the 24 kHz reference sample-for-sample is what proves the rate: audio at any
         # other rate would be time-stretched against it and correlate poorly.
-        corr = best_correlation(received, reference)
+        corr = windowed_correlation(received, reference)
         print(f"received {len(received) / 24000:.2f} s of 24 kHz audio; correlation with the input speech {corr:.3f}")
         assert corr > 0.5, f"returned audio does not match the spoken input (correlation {corr:.3f})"
 
