@@ -136,6 +136,94 @@ AVX2 static inline void dot8_avx2(const float *const c[8], const float *const x[
     _mm_storeu_si128((__m128i *)(void *)out, i16);
 }
 
+/* The same for an integer decimator (L = 1): one phase, so each coefficient vector is loaded once
+ * for the eight outputs (1.1 loads per FMA instead of 2). Same arithmetic, same results. */
+AVX2 static inline void dot8_one_phase_avx2(const float *c, const float *const x[8], int T, int16_t *out)
+{
+    __m256 a[8];
+    for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
+    for (int u = 0; u < T; u += VEC) {
+        __m256 cv = _mm256_load_ps(c + u);
+        for (int k = 0; k < 8; k++) a[k] = _mm256_fmadd_ps(cv, _mm256_loadu_ps(x[k] + u), a[k]);
+    }
+    __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+    __m256i i32 = _mm256_cvtps_epi32(clamp16(s));
+    __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    _mm_storeu_si128((__m128i *)(void *)out, i16);
+}
+
+/* Upsampling by 2 (M = 1, L = 2) from phase 0: eight outputs are four windows x two phases, so
+ * each window and each phase is loaded once (0.75 loads per FMA). Same arithmetic, same results. */
+AVX2 static inline void dot8_up2_avx2(const float *ph, const float *x, int T, int16_t *out)
+{
+    __m256 a[8];
+    for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
+    for (int u = 0; u < T; u += VEC) {
+        __m256 c0 = _mm256_load_ps(ph + u), c1 = _mm256_load_ps(ph + T + u);
+        for (int k = 0; k < 4; k++) {
+            __m256 xv = _mm256_loadu_ps(x + k + u);
+            a[2 * k] = _mm256_fmadd_ps(c0, xv, a[2 * k]);
+            a[2 * k + 1] = _mm256_fmadd_ps(c1, xv, a[2 * k + 1]);
+        }
+    }
+    __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+    __m256i i32 = _mm256_cvtps_epi32(clamp16(s));
+    __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    _mm_storeu_si128((__m128i *)(void *)out, i16);
+}
+
+/* 16 -> 24 kHz (L = 3, M = 2) from phase 0: six outputs use phases 0,2,1,0,2,1 over windows
+ * b,b,b+1,b+2,b+2,b+3, so per step three phase loads and four window loads feed six FMAs. */
+AVX2 static inline void dot6_up3by2_avx2(const float *ph, const float *x, int T, int16_t *out)
+{
+    __m256 a[8];
+    for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
+    for (int u = 0; u < T; u += VEC) {
+        __m256 c0 = _mm256_load_ps(ph + u), c1 = _mm256_load_ps(ph + T + u), c2 = _mm256_load_ps(ph + 2 * T + u);
+        __m256 x0 = _mm256_loadu_ps(x + u), x1 = _mm256_loadu_ps(x + 1 + u);
+        __m256 x2 = _mm256_loadu_ps(x + 2 + u), x3 = _mm256_loadu_ps(x + 3 + u);
+        a[0] = _mm256_fmadd_ps(c0, x0, a[0]);
+        a[1] = _mm256_fmadd_ps(c2, x0, a[1]);
+        a[2] = _mm256_fmadd_ps(c1, x1, a[2]);
+        a[3] = _mm256_fmadd_ps(c0, x2, a[3]);
+        a[4] = _mm256_fmadd_ps(c2, x2, a[4]);
+        a[5] = _mm256_fmadd_ps(c1, x3, a[5]);
+    }
+    __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+    __m256i i32 = _mm256_cvtps_epi32(clamp16(s));
+    __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    int16_t tmp[8];
+    _mm_storeu_si128((__m128i *)(void *)tmp, i16);
+    memcpy(out, tmp, 6 * sizeof *out);
+}
+
+/* L = 2 with odd M (24 -> 16 kHz) from phase 0: outputs alternate phases 0,1, so the two phase
+ * vectors are loaded once per step for the eight outputs. */
+AVX2 static inline void dot8_two_phase_avx2(const float *ph, const float *const x[8], int T, int16_t *out)
+{
+    __m256 a[8];
+    for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
+    for (int u = 0; u < T; u += VEC) {
+        __m256 c0 = _mm256_load_ps(ph + u), c1 = _mm256_load_ps(ph + T + u);
+        for (int k = 0; k < 8; k += 2) {
+            a[k] = _mm256_fmadd_ps(c0, _mm256_loadu_ps(x[k] + u), a[k]);
+            a[k + 1] = _mm256_fmadd_ps(c1, _mm256_loadu_ps(x[k + 1] + u), a[k + 1]);
+        }
+    }
+    __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+    __m256i i32 = _mm256_cvtps_epi32(clamp16(s));
+    __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    _mm_storeu_si128((__m128i *)(void *)out, i16);
+}
+
 AVX2 static inline int16_t dot1_avx2(const float *c, const float *x, int T)
 {
     __m256 a = _mm256_setzero_ps();
@@ -152,7 +240,14 @@ AVX2 static size_t produce_avx2(cvg_resampler *st, int16_t *out, size_t room)
     const float *buf = st->buf, *ph = st->phases;
     int w = st->w, p = st->p;
     size_t n = 0;
+    const int up3by2 = st->L == 3 && st->M == 2;
     while (n < room && w + T <= nbuf) {
+        if (up3by2 && p == 0 && room - n >= 6 && w + 3 + T <= nbuf) {
+            dot6_up3by2_avx2(ph, buf + w, T, out + n);
+            n += 6;
+            w += 4;
+            continue;
+        }
         if (room - n >= 8) {
             const float *c[8], *x[8];
             int ww = w, pp = p;
@@ -163,7 +258,14 @@ AVX2 static size_t produce_avx2(cvg_resampler *st, int16_t *out, size_t room)
                 pp = st->next[pp];
             }
             if (x[7] + T <= buf + nbuf) {
-                dot8_avx2(c, x, T, out + n);
+                if (st->L == 1)
+                    dot8_one_phase_avx2(ph, x, T, out + n);
+                else if (st->L == 2 && st->M == 1 && p == 0)
+                    dot8_up2_avx2(ph, x[0], T, out + n);
+                else if (st->L == 2 && p == 0)
+                    dot8_two_phase_avx2(ph, x, T, out + n);
+                else
+                    dot8_avx2(c, x, T, out + n);
                 n += 8;
                 w = ww;
                 p = pp;
