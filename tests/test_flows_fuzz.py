@@ -250,7 +250,7 @@ def test_validate_rejects_arbitrary_json_cleanly(definition):
         assert exc.errors
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=100)
 @given(data=st.data())
 def test_validate_survives_mutated_flows_and_whatever_passes_runs(data):
     definition = copy.deepcopy(EVERYTHING)

@@ -448,6 +448,31 @@ def test_email_on_a_keypad_without_speech_input():
     validate(definition, channel_type="sms", speech_input=False)
 
 
+def test_email_by_dtmf_mode_on_voice():
+    definition = flow(ask={"mode": "dtmf", "values": [{"name": "acct", "prompt": "Email?",
+                                                       "validation": "email"}]})
+    error = one(definition, channel_type="voice", speech_input=True)
+    assert "mode is dtmf" in error["message"]
+
+
+@pytest.mark.parametrize("to,ok", [("{{caller}}", True), ("+14155550100", True),
+                                   ("447700900123", True), ("someone", False)])
+def test_sms_recipient(to, ok):
+    definition = flow(bye={"type": "sms", "channel_id": "s", "text": "hi", "to": to,
+                           "next": "end"}, end={"type": "end"})
+    if ok:
+        validate(definition)
+    else:
+        assert one(definition)["path"] == "$.nodes.bye.to"
+
+
+def test_json_schema_describes_every_node_type():
+    from gateway.flows import NODE_TYPES, json_schema
+    schema = json_schema()
+    assert {cls.__name__ for cls in NODE_TYPES.values()} <= set(schema["$defs"])
+    json.dumps(schema)
+
+
 def test_known_agents_and_sms_channels():
     definition = flow(bye={"type": "sms", "channel_id": "sms-9", "text": "hi", "next": "ag"},
                       ag={"type": "agent", "agent_id": "ghost"})

@@ -90,14 +90,14 @@ from .events import (Action, ApiResult, CallApi, CancelTimer, Classify, Classifi
                      DigitReceived, End, Event, FlowAction, FlowEvent, HandOff, SendSms, SendText,
                      Speak, SpeechFinished, StartTimer, TERMINAL, TextReceived, TimerFired,
                      Transfer, UtteranceReceived)
-from .model import Flow, Node, NODE_TYPES
+from .model import Flow, Node, NODE_TYPES, json_schema
 from .simulate import SimulationError, SimulationResult, simulate
 from .validate import (BUILTIN_VARIABLES, TRANSFER_PROVIDERS, FlowError, FlowValidationError,
                        errors_as_json, validate)
 
 __all__ = [
     "validate", "FlowValidationError", "FlowError", "errors_as_json", "BUILTIN_VARIABLES",
-    "TRANSFER_PROVIDERS", "Flow", "Node", "NODE_TYPES",
+    "TRANSFER_PROVIDERS", "Flow", "Node", "NODE_TYPES", "json_schema",
     "FlowEngine", "FlowContext", "FlowSnapshotError", "MAX_STEPS_PER_FEED", "MAX_TOTAL_STEPS",
     "Event", "FlowEvent", "TextReceived", "DigitReceived", "UtteranceReceived", "ApiResult",
     "ClassifierResult", "TimerFired", "SpeechFinished",

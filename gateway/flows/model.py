@@ -168,8 +168,8 @@ NODE_TYPES: dict[str, type] = {
 
 
 class Flow(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
     start: str
+    name: str = "flow"
     nodes: dict[str, Node]
     timezone: str | None = None            # IANA name; `now` and time windows use it (UTC if None)
     variables: dict[str, str] = {}         # declared variables with their default values
@@ -202,3 +202,9 @@ def waits_for_caller(node: Node) -> bool:
     if isinstance(node, ClassifyNode):
         return node.input == "next"
     return isinstance(node, (DtmfMenuNode, CollectNode))
+
+
+def json_schema() -> dict:
+    """JSON Schema of the format (shape only: validate() checks the graph, templates and the
+    rest), for flow editors and the control plane's OpenAPI document."""
+    return msgspec.json.schema(Flow)

@@ -55,6 +55,7 @@ _TZ_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]{0,30}(/[A-Za-z0-9_+-]{1,30}){0,2}$
 _NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _URL_RE = re.compile(r"^https?://[^/?#{}\s]+(?:[/?#]|$)", re.IGNORECASE)
+_PHONE_RE = re.compile(r"^\+?[1-9][0-9]{5,14}$")
 _NUMBER_RE = re.compile(r"^(\+?[1-9][0-9]{5,14}|sips?:[^\s]{3,200})$")
 _TOP_FIELDS = {"name", "start", "nodes", "timezone", "variables", "description", "version"}
 # msgspec's messages quote the regex; these say what the regex means.
@@ -467,6 +468,10 @@ def _check_node(node_id: str, node: Node, errs: _Errors) -> None:
         if "{{" not in node.number and not _NUMBER_RE.match(node.number.replace(" ", "")):
             errs.add(node_id, f"{path}.number",
                      "number is an E.164 phone number (+14155550100) or a sip: URI")
+    elif isinstance(node, SmsNode):
+        if "{{" not in node.to and not _PHONE_RE.match(node.to.replace(" ", "")):
+            errs.add(node_id, f"{path}.to", "to is an E.164 phone number or a template such as "
+                     "{{caller}}")
 
 
 def _check_templates(node_id: str, node: Node, known: set[str], errs: _Errors) -> None:
@@ -609,11 +614,14 @@ def _check_channel(nodes: dict[str, Node], channel_type, provider, tts_available
         if voice and not tts_available and _speaks(node):
             errs.add(nid, path, "this voice flow speaks here but no text-to-speech backend is "
                      "available (install espeak-ng or configure an HTTP TTS backend)")
-        if voice and not speech_input and isinstance(node, CollectNode):
+        keypad_only = not speech_input or getattr(node, "mode", None) == "dtmf"
+        if voice and keypad_only and isinstance(node, CollectNode):
             for i, v in enumerate(node.values):
                 if v.validation == "email":
-                    errs.add(nid, f"{path}.values.{i}.validation", "an email address cannot be "
-                             "entered on a keypad and no speech recogniser is configured")
+                    why = "mode is dtmf" if node.mode == "dtmf" else \
+                        "no speech recogniser is configured"
+                    errs.add(nid, f"{path}.values.{i}.validation",
+                             f"an email address cannot be entered on a keypad ({why})")
         if agent_ids is not None and isinstance(node, AgentNode) \
                 and node.agent_id not in agent_ids:
             errs.add(nid, f"{path}.agent_id", f"no agent {node.agent_id!r}")
