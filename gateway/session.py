@@ -18,6 +18,7 @@ frame, the agent's inbox is closed, and everything left is cancelled after ``clo
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 
 import trio
@@ -199,6 +200,8 @@ class Session:
         self._audio_lot = trio.lowlevel.ParkingLot()
         self._drained_lot = trio.lowlevel.ParkingLot()
         self._downlink_done = trio.Event()
+        self._in_flight: deque[tuple[float, str]] = deque()   # (play time, mark) sent, not heard
+        self._played_until = 0.0       # when everything sent so far will have played
         self._scope: trio.CancelScope | None = None
         self._ending = False
         self._caller_gone = False
@@ -322,17 +325,35 @@ class Session:
         self._downlink_done.set()
 
     async def _clear(self) -> None:
+        """Barge-in: drop the buffer, tell the caller side to drop what it holds, and return every
+        mark that will now never be heard — buffered here or sent but not yet played — with
+        ``cleared: true``."""
         dropped, marks = self.playout.clear()
         self.stats.cleared_ms += dropped / 48.0
         await self._to_caller(Clear())
+        now = trio.current_time()
+        marks = [name for _, name in self._in_flight] + marks
+        self._in_flight.clear()
+        self._played_until = min(self._played_until, now)
         for name in marks:
-            self.inbox.put(Mark(name=name, cleared=True), trio.current_time())
+            self.inbox.put(Mark(name=name, cleared=True), now)
         self._audio_lot.unpark_all()
 
     async def _marks_due(self) -> None:
+        """Marks whose audio has all been sent: the leg either forwards them (phone: the provider
+        acknowledges when played, it comes back up through ``receive``) or, for the widget, they
+        are acknowledged here once that audio's play time has passed."""
         for name in self.playout.due_marks():
             if await self.caller.mark(name):
-                self.inbox.put(Mark(name=name), trio.current_time())
+                self._in_flight.append((self._played_until, name))
+        self._ack_played(trio.current_time())
+        if self._in_flight:
+            self._audio_lot.unpark()       # the pacer times the rest
+
+    def _ack_played(self, now: float) -> None:
+        in_flight = self._in_flight
+        while in_flight and in_flight[0][0] <= now:
+            self.inbox.put(Mark(name=in_flight.popleft()[1]), now)
 
     async def _to_caller(self, event: Event) -> None:
         if self._caller_gone:
@@ -347,26 +368,31 @@ class Session:
         """Send 20 ms frames so that at most ``lead`` seconds are sent ahead of real time.
 
         Frame k of a talk spurt is due to play at ``t0 + position``; it may be sent from
-        ``due - lead``. An underrun (buffer empty) restarts the clock at the next audio."""
+        ``due - lead``. An underrun (buffer empty) restarts the clock at the next audio. The pacer
+        also acknowledges marks when the audio before them has played (``_in_flight``)."""
         playout, caller, stats = self.playout, self.caller, self.stats
+        in_flight = self._in_flight
         lead = self.limits.pacing_lead_s
         bytes_per_s = 48000.0
         play_at = None                 # when the next frame plays at the caller
         slept_until = None
         try:
             while True:
+                now = trio.current_time()
+                if in_flight:
+                    self._ack_played(now)
                 if not playout:
                     play_at = None
                     self._drained_lot.unpark_all()
-                    await self._audio_lot.park()
+                    with trio.move_on_at(in_flight[0][0] if in_flight else math.inf):
+                        await self._audio_lot.park()
                     continue
-                now = trio.current_time()
                 if play_at is None:
                     play_at = now      # a new talk spurt starts playing now
                 send_at = play_at - lead
                 if send_at > now:
                     slept_until = send_at
-                    await trio.sleep_until(send_at)
+                    await trio.sleep_until(min(send_at, in_flight[0][0]) if in_flight else send_at)
                     continue           # re-check: a clear may have emptied the buffer
                 if slept_until is not None:
                     stats.lateness.record(now - slept_until)    # scheduler wake-up delay
@@ -379,16 +405,22 @@ class Session:
                 await caller.send_audio(frame)
                 stats.frames_out += 1
                 play_at += len(frame) / bytes_per_s
+                self._played_until = play_at
                 if playout._marks:
                     await self._marks_due()
         except ConnectionClosed:
             pass                       # the uplink sees the same closure and ends the session
 
     async def _drain(self) -> None:
-        """Wait (bounded by the buffered duration + 1 s) until the caller got all queued audio."""
-        with trio.move_on_after(self.playout.size / 48000.0 + 1.0):
-            while self.playout and not self._caller_gone:
-                await self._drained_lot.park()
+        """Wait until the caller has played all queued audio (bounded by its duration + 1 s)."""
+        with trio.move_on_after(self.playout.size / 48000.0 + self.limits.pacing_lead_s + 1.0):
+            while not self._caller_gone:
+                if self.playout:
+                    await self._drained_lot.park()
+                elif trio.current_time() < self._played_until:
+                    await trio.sleep_until(self._played_until)
+                else:
+                    return
 
     # -- housekeeping ------------------------------------------------------------------------
     async def _guard(self, fn) -> None:

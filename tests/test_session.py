@@ -237,3 +237,44 @@ async def test_graceful_shutdown_ends_every_session(autojump_clock):
     assert not server.sessions
     with pytest.raises(transport.HandshakeError):
         await open_session(server)
+
+
+async def test_mark_comes_back_when_played_not_when_sent(nursery, autojump_clock, script_agent):
+    server = await start_gateway(nursery, directory_with())
+    script_agent.script = [tone(1.0), Mark(name="end-of-tone"), ("wait", "never")]
+    ws = await open_session(server, "/ws/agent/s")
+    first = None
+    got = 0
+    while got < 48000:
+        message = await ws.receive()
+        if type(message) is bytes:
+            first = first if first is not None else trio.current_time()
+            got += len(message)
+    assert not any(isinstance(e, Mark) for e in script_agent.received)   # sent, not yet heard
+    with trio.fail_after(5):
+        while not any(isinstance(e, Mark) for e in script_agent.received):
+            await trio.sleep(0.001)
+    assert trio.current_time() - first >= 1.0 - 0.001        # acknowledged at its play time
+    assert [e for e in script_agent.received if isinstance(e, Mark)] == [Mark(name="end-of-tone")]
+    await ws.aclose()
+    server.shutdown()
+
+
+async def test_clear_after_the_last_frame_was_sent_still_clears_its_mark(nursery, autojump_clock,
+                                                                          script_agent):
+    server = await start_gateway(nursery, directory_with())
+    script_agent.script = [tone(0.5), Mark(name="m"), ("wait", "stop"), Clear()]
+    ws = await open_session(server, "/ws/agent/s")
+    got = 0
+    while got < 24000:                                 # everything sent (lead ahead of play)
+        message = await ws.receive()
+        if type(message) is bytes:
+            got += len(message)
+    await ws.send_text(canonical.encode(Text(text="stop")))   # arrives before the last 40 ms play
+    await receive_json(ws, "clear")
+    with trio.fail_after(5):
+        while not any(isinstance(e, Mark) for e in script_agent.received):
+            await trio.sleep(0.001)
+    assert [e for e in script_agent.received if isinstance(e, Mark)] == [Mark(name="m", cleared=True)]
+    await ws.aclose()
+    server.shutdown()
