@@ -1,7 +1,7 @@
 """Pytest fixtures: a live control plane (``converse control`` in a subprocess, real Hypercorn on a
 free 127.0.0.1 port) on SQLite and on PostgreSQL, with the provider emulators running.
 
-``control_server`` (module scope, parametrized ``sqlite`` / ``postgres``) yields a
+``control_server`` (session scope, parametrized ``sqlite`` / ``postgres``) yields a
 :class:`ControlServer`: ``base_url``, ``api_key``, ``settings``, ``env``, ``client()`` (an httpx
 client with the key), ``log_text()`` (everything the server logged), ``cli(...)`` (run ``converse``
 with the same environment), ``restart()``, and the emulators (``twilio``, ``plivo``, ``exotel``,
@@ -226,8 +226,10 @@ def database_url(request, tmp_path):
     return f"sqlite:///{tmp_path / 'converse.db'}"
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def control_server(request, tmp_path_factory):
+    """Session scope: one server per backend for the whole run (starting one costs seconds on a
+    busy box). Tests create their own channels/agents and must leave emulator faults cleared."""
     from emulators import ExotelEmulator, MetaEmulator, PlivoEmulator, TwilioEmulator
 
     workdir = tmp_path_factory.mktemp(f"control-{request.param}")

@@ -46,8 +46,8 @@ def test_openapi_fuzz_no_server_errors(schema_server, tmp_path):
            # by rules a schema cannot state (the provider rejects made-up credentials, a flow
            # needs 'nodes', an agent's config depends on its kind).
            "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-           "--phases", "coverage,fuzzing,stateful", "--max-examples", "5",
-           "--generation-deterministic", "--workers", "2", "--request-timeout", "30",
+           "--phases", "coverage,stateful", "--max-examples", "5",
+           "--generation-deterministic", "--workers", "4", "--request-timeout", "30",
            "--no-color", "--report", "junit",
            "--report-junit-path", str(tmp_path / "junit.xml")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_DEADLINE_S, cwd=tmp_path)

@@ -99,32 +99,25 @@ def test_interrupted_rotation_keeps_rows_readable(tmp_path):
         restarted.close()
 
 
-@pytest.mark.parametrize("key_in", ["file", "env"])
-def test_rotate_end_to_end(tmp_path, twilio_emulator, key_in):
+def test_rotate_end_to_end(tmp_path, twilio_emulator):
+    """Key file mode, through the real server: rotate while stopped, restart, credentials work."""
     tw = twilio_emulator
-    env = {"TWILIO_API_BASE": tw.url}
-    if key_in == "env":
-        env["CONVERSE_SECRET_KEY"] = sec.generate_key()
-    server = start_control_server(tmp_path, f"sqlite:///{tmp_path / 'converse.db'}", env, {"twilio": tw})
+    server = start_control_server(tmp_path, f"sqlite:///{tmp_path / 'converse.db'}",
+                                  {"TWILIO_API_BASE": tw.url}, {"twilio": tw})
     try:
         with server.client() as api:
             ch = api.post("/api/v1/channels", json={"type": "voice", "provider": "twilio",
                                                     "credentials": tw.creds}).json()["id"]
         server.stop()
         old_key = server.settings.secret_key
-        before = _ciphertext(server, ch)
+        before = _ciphertext(server.settings, ch)
         result = server.cli("secrets", "rotate")
-        after = _ciphertext(server, ch)
-        assert after != before and after.split(".")[1] != before.split(".")[1]
-        if key_in == "file":
-            key_file = tmp_path / "secret.key"
-            assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
-            assert not os.path.exists(str(key_file) + sec.PENDING_SUFFIX)
-            server.restart()
-        else:
-            lines = dict(l.split("=", 1) for l in result.stdout.splitlines() if "=" in l)
-            # The new key alone must be enough: every row was re-encrypted.
-            server.restart(CONVERSE_SECRET_KEY=lines["CONVERSE_SECRET_KEY"])
+        after = _ciphertext(server.settings, ch)
+        assert after.split(".")[1] != before.split(".")[1]          # another key id
+        key_file = tmp_path / "secret.key"
+        assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+        assert not os.path.exists(str(key_file) + sec.PENDING_SUFFIX)
+        server.restart()
         assert server.settings.secret_key != old_key
         with pytest.raises(sec.DecryptError):
             sec.SecretBox(old_key).decrypt(after, f"channel:{ch}".encode())
@@ -136,8 +129,30 @@ def test_rotate_end_to_end(tmp_path, twilio_emulator, key_in):
         server.stop()
 
 
-def _ciphertext(server, channel_id: str) -> str:
-    store = open_store(server.settings)
+def test_rotate_with_env_key(tmp_path):
+    """CONVERSE_SECRET_KEY mode: rotate prints the new key, which alone decrypts every row."""
+    old_text = sec.generate_key()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERSE_")}
+    env.update(CONVERSE_SECRET_KEY=old_text, DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}")
+    settings = Settings.from_env(env)
+    store = open_store(settings)
+    now = repo.now_iso()
+    store.run_sync(repo.insert_channel, repo.ChannelRow(
+        id="ch_1", name="c", type="voice", provider="twilio", created_at=now, updated_at=now,
+        credentials=store.box.encrypt_json({"auth_token": "tok-9f8e7d6c5b4a3921"}, b"channel:ch_1")))
+    store.close()
+    proc = subprocess.run([sys.executable, "-m", "control.cli", "secrets", "rotate"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True)
+    lines = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    assert lines["CONVERSE_SECRET_KEY_PREVIOUS"] == old_text
+    new_settings = Settings.from_env(dict(env, CONVERSE_SECRET_KEY=lines["CONVERSE_SECRET_KEY"]))
+    ct = _ciphertext(new_settings, "ch_1")
+    assert sec.SecretBox(new_settings.secret_key).decrypt_json(ct, b"channel:ch_1") == {"auth_token": "tok-9f8e7d6c5b4a3921"}
+    assert "tok-9f8e7d6c5b4a3921" not in proc.stdout + proc.stderr
+
+
+def _ciphertext(settings, channel_id: str) -> str:
+    store = open_store(settings)
     try:
         return store.run_sync(repo.get_channel, channel_id).credentials
     finally:
