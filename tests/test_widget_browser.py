@@ -195,8 +195,12 @@ def test_token_url_and_refused_origin(browser, stack):
     page = context.new_page()
     page.set_default_timeout(15_000)
     # The operator's backend endpoint, played by Playwright: it hands out the signed session URL.
-    page.route("**/my-backend/converse-session",
-               lambda route: route.fulfill(json={"url": session_url, "expires_at": "later"}))
+    token_requests = []
+
+    def backend(route):
+        token_requests.append(route.request.method)
+        route.fulfill(json={"url": session_url, "expires_at": "later"})
+    page.route("**/my-backend/converse-session", backend)
     try:
         page.goto(stack.control_url + "/demo")
         page.evaluate("""([gateway, agent]) => {
@@ -213,10 +217,12 @@ def test_token_url_and_refused_origin(browser, stack):
         plain.get_by_role("alert").filter(has_text="Could not connect").wait_for()
         assert page.evaluate("window.plain.stats.state") == "error"
 
+        # Two messages before the token request has answered: one token request, one connection.
+        page.evaluate("() => { window.tokened.sendText('hi'); window.tokened.sendText('again'); }")
         tokened = page.get_by_role("region", name="Tokened")
-        tokened.get_by_label("Message").fill("hi")
-        tokened.get_by_label("Message").press("Enter")
         tokened.locator("li[data-role=assistant]", has_text="You said: hi").wait_for()
+        tokened.locator("li[data-role=assistant]", has_text="You said: again").wait_for()
+        assert token_requests == ["POST"]
         assert "token=" in page.evaluate("window.tokened.stats.ws_url")
         page.screenshot(path=str(ARTIFACTS / "widget-token.png"))
     finally:

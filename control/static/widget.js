@@ -194,6 +194,8 @@
   /* Resolve the session URL (fetching a token if configured) and open the socket once. */
   Widget.prototype.connect = function () {
     var self = this;
+    // Idempotent: also while a token request is in flight (no socket yet) or the socket opens.
+    if (this.state === "connecting" && this._opened) return this._opened;
     if (this.ws && (this.ws.readyState === 0 || this.ws.readyState === 1)) return this._opened;
     this._setState("connecting", "Connecting…");
     this.ui.error.textContent = "";
@@ -271,13 +273,13 @@
     // A reply may carry speech: create the audio context inside this user gesture.
     this._ensureAudio().catch(function () {});
     this._sendJson({ type: "text", text: text });
-    if (!this.ws) this.connect();
+    this.connect();
   };
 
   Widget.prototype.sendDtmf = function (digit) {
     if (!/^[0-9*#A-D]$/.test(digit)) return;
     this._sendJson({ type: "dtmf", digit: digit });
-    if (!this.ws) this.connect();
+    this.connect();
   };
 
   Widget.prototype._onMessage = function (data) {
