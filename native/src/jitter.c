@@ -274,18 +274,12 @@ int cvg_jitter_put(cvg_jitter *jb, uint32_t seq, const uint8_t *frame, size_t le
         goto out;
     }
     if (sdiff(seq, jb->base) < 0) {
-        /* In the hole region: extend the ring back over it if the newest frame stays in reach. */
-        uint32_t k = jb->base - seq;
-        if (jb->nstored == 0) {
-            jb->base = seq;
-        } else if ((uint32_t)sdiff(jb->newest, seq) < jb->cap) {
-            jb->head = (uint32_t)((jb->head + (uint64_t)jb->cap - k % jb->cap) % jb->cap);
-            jb->base = seq;
-        } else {
-            jb->st.overflow++;   /* older than everything held, and no room: it is the oldest */
-            r = CVG_PUT_DROPPED;
-            goto out;
-        }
+        /* In the hole region. It only exists after a slide, which leaves the newest frame in the
+         * ring's last slot (newest == base + cap - 1 from then on), so there is no room for this
+         * frame without dropping a newer one: it is the oldest, and it goes. */
+        jb->st.overflow++;
+        r = CVG_PUT_DROPPED;
+        goto out;
     } else if (seq - jb->base >= jb->cap) {
         r = slide(jb, seq);
     } else {

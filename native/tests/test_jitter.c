@@ -415,6 +415,12 @@ static void test_overflow(void)
           (unsigned long long)c.overflow, c.buffered);
     CHECK(get(jb, out) == CVG_FRAME_REAL && frame_is(out, FB, 6), "oldest kept is 6");
     CHECK(put(jb, 3) == CVG_PUT_DUPLICATE, "a dropped frame sent again is a duplicate");
+    /* a jump past the ring leaves a hole region; a frame that turns up inside it has no room */
+    while (cvg_jitter_pending(jb) > 0) get(jb, out);
+    CHECK(put(jb, 40) == CVG_PUT_STORED, "gap past the ring");
+    CHECK(put(jb, 20) == CVG_PUT_DROPPED, "a frame inside the gap is dropped");
+    CHECK(put(jb, 38) == CVG_PUT_STORED, "a frame inside the ring is kept");
+    CHECK(cvg_jitter_pending(jb) == 31, "pending %u", cvg_jitter_pending(jb));
     CHECK(consistent(jb, 4, 0, 0), "invariants");
     cvg_jitter_free(jb);
     printf("ok overflow: oldest dropped and counted, playout continues at the oldest kept\n");
