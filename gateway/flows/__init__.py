@@ -13,9 +13,10 @@ The engine is a pure state machine (no I/O, no clock): the host performs actions
 Format
 ------
 ``{"name"?, "start": "<entry id>", "nodes": {"<id>": {"type": ..., ...}}, "timezone"?: IANA,
-"variables"?: {name: default}, "description"?}`` (``name`` defaults to "flow": the control plane
-keeps it beside the definition; pass it in if ``{{flow}}`` should say it). Node ids: 1-64 of ``[A-Za-z0-9_-]``. At most 500
-nodes; texts at most 2000 characters. Any node may carry ``label`` and ``ui`` (editor data).
+"variables"?: {name: default}, "description"?}``. ``name`` defaults to "flow" (the control plane
+keeps it beside the definition; merge it in if ``{{flow}}`` should say it). Node ids: 1-64 of
+``[A-Za-z0-9_-]``; at most 500 nodes; texts at most 2000 characters. Any node may carry ``label``
+and ``ui`` (editor data). ``json_schema()`` gives the shape as JSON Schema.
 
 =========== ================================================================================
 entry       ``next``. Exactly one; ``start`` names it; no edge may lead back to it.
@@ -76,6 +77,11 @@ body, timeout_s), Classify(request_id, url, text, timeout_s), SendSms(channel_id
 terminal HandOff(agent_id, variables), Transfer(number), End(reason, message). Input timers only
 run on voice (a text conversation waits); api/classifier requests always get a backstop timer.
 Guards: 100 automatic moves per feed, 10,000 per conversation, then End("loop").
+
+Host contract: perform actions in order; play queued speech before a terminal action; feed
+SpeechFinished for every Speak once heard *or* cleared/failed (input timers start from it); a
+key or utterance during an ``interruptible`` prompt is the host's cue to clear the audio; pass
+``now`` with events on long-lived (text) conversations so time-of-day rules see the real time.
 
 Simulation: ``simulate(flow, inputs, context=..., now=...)`` (module :mod:`.simulate`) runs a
 scripted list of inputs (text, digits, utterance, timeout, api answer, category) and returns the
