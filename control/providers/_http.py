@@ -13,6 +13,7 @@ import ssl
 from typing import Any, Callable, TypeVar
 
 import httpx
+import msgspec
 import trio
 
 from control.providers.base import (SDK_LIMITER, ProviderRejected, ProviderTimeout,
@@ -113,9 +114,13 @@ class HttpJson:
 
     async def request(self, method: str, url: str, *, auth: httpx.Auth | tuple | None = None,
                       headers: dict | None = None, params: dict | None = None,
-                      json_body: Any = None, form: dict | None = None) -> Any:
-        """Send one request; return the decoded JSON body of a 2xx answer (None when empty)."""
+                      json_body: Any = None, answer: type | None = None) -> Any:
+        """Send one request (``json_body`` may be a msgspec Struct); return the 2xx answer
+        decoded into ``answer`` (a msgspec type), or as plain JSON when ``answer`` is None."""
         timeout = httpx.Timeout(self.deadline)
+        content = None if json_body is None else msgspec.json.encode(json_body)
+        if content is not None:
+            headers = dict(headers or {}, **{"Content-Type": "application/json"})
         try:
             with trio.fail_after(self.deadline):
                 # trust_env=False: a stray HTTP(S)_PROXY must not receive our Authorization header.
@@ -123,17 +128,23 @@ class HttpJson:
                                              verify=_tls_context(),
                                              follow_redirects=False) as client:
                     response = await client.request(method, url, auth=auth, headers=headers,
-                                                    params=params, json=json_body, data=form)
+                                                    params=params, content=content)
         except (trio.TooSlowError, httpx.TimeoutException):
             raise ProviderTimeout(self.provider, f"no answer within {self.deadline:g} s") from None
         except httpx.HTTPError as exc:
             raise ProviderUnavailable(self.provider, f"cannot reach the API: "
                                       f"{type(exc).__name__}") from None
-        return self._decode(response)
+        return self._decode(response, answer)
 
-    def _decode(self, response: httpx.Response) -> Any:
-        body = json_or_none(response.text) if response.content else None
+    def _decode(self, response: httpx.Response, answer: type | None) -> Any:
         status = response.status_code
+        if 200 <= status < 300 and answer is not None:
+            try:
+                return msgspec.json.decode(response.content, type=answer)
+            except msgspec.DecodeError as exc:   # ValidationError included: not the shape we know
+                raise ProviderUnavailable(self.provider, f"unexpected answer (HTTP {status}): "
+                                          f"{clip(str(exc))}", status=status) from None
+        body = json_or_none(response.text) if response.content else None
         if 200 <= status < 300:
             if response.content and body is None:
                 raise ProviderUnavailable(self.provider, f"unparseable answer (HTTP {status})",

@@ -18,16 +18,27 @@ import re
 from typing import Any
 
 import httpx
+import msgspec
 
 from control.config import ProviderEndpoints
 from control.providers._http import HttpJson
 from control.providers.base import (DEFAULT_DEADLINE_S, AccountInfo, NumberInfo, Provider,
-                                    ProviderRejected, ProviderUnavailable, WebhookResult)
+                                    ProviderRejected, WebhookResult)
 
 NAME = "exotel"
 DEFAULT_BASE = ProviderEndpoints().exotel
 REGIONAL_HOSTS = ("api.exotel.com", "api.in.exotel.com")
 _SID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")   # the sid goes into the path: no '/', '?', '..'
+
+
+class _ExoPhone(msgspec.Struct, frozen=True):
+    sid: str = ""
+    phone_number: str = ""
+    capabilities: dict[str, Any] | None = None
+
+
+class _ExoPhones(msgspec.Struct, frozen=True):
+    incoming_phone_numbers: list[_ExoPhone]
 
 
 def _exotel_words(body: Any) -> tuple[str, object]:
@@ -76,14 +87,12 @@ class ExotelProvider(Provider):
         base = f"https://{host}" if self.base_url == DEFAULT_BASE else self.base_url
         return f"{base}/v2_beta/Accounts/{sid}/IncomingPhoneNumbers"
 
-    async def _exophones(self, creds: dict) -> list[dict]:
+    async def _exophones(self, creds: dict) -> list[_ExoPhone]:
         url = self._numbers_url(creds)
-        body = await self.http.request(
-            "GET", url, auth=httpx.BasicAuth(str(creds["api_key"]), str(creds["api_token"])))
-        rows = body.get("incoming_phone_numbers") if isinstance(body, dict) else None
-        if not isinstance(rows, list):
-            raise ProviderUnavailable(NAME, "unexpected answer to the ExoPhone listing")
-        return [r for r in rows if isinstance(r, dict)]
+        answer = await self.http.request(
+            "GET", url, auth=httpx.BasicAuth(str(creds["api_key"]), str(creds["api_token"])),
+            answer=_ExoPhones)
+        return answer.incoming_phone_numbers
 
     async def verify(self, creds: dict) -> AccountInfo:
         # Listing ExoPhones is the cheapest authenticated call; it doubles as the credential check.
@@ -91,14 +100,10 @@ class ExotelProvider(Provider):
         return AccountInfo(account_id=str(creds["account_sid"]), name="", status="active")
 
     async def list_numbers(self, creds: dict) -> list[NumberInfo]:
-        numbers = []
-        for row in await self._exophones(creds):
-            caps = row.get("capabilities")
-            caps = {k: bool(v) for k, v in caps.items()} if isinstance(caps, dict) else {
-                "voice": True}
-            numbers.append(NumberInfo(number=str(row.get("phone_number") or ""),
-                                      provider_id=str(row.get("sid") or ""), capabilities=caps))
-        return numbers
+        return [NumberInfo(number=p.phone_number, provider_id=p.sid,
+                           capabilities={k: bool(v) for k, v in (p.capabilities or
+                                                                 {"voice": True}).items()})
+                for p in await self._exophones(creds)]
 
     async def configure_webhook(self, creds: dict, number: NumberInfo, url: str,
                                 channel_type: str) -> WebhookResult:

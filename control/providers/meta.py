@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
+
 from control.config import ProviderEndpoints
 from control.providers._http import HttpJson
 from control.providers.base import (DEFAULT_DEADLINE_S, AccountInfo, NumberInfo, Provider,
@@ -20,6 +22,57 @@ MAX_TEXT = 4096                       # WhatsApp's limit on a text body
 MAX_OPAQUE = 512                      # biz_opaque_callback_data limit
 _ID = re.compile(r"\d{1,30}\Z")       # Graph ids are numeric; anything else would change the path
 _FIELDS = "id,display_phone_number,verified_name,quality_rating,code_verification_status"
+
+
+# ----- wire messages (protocols.md 5.3-5.5) ----------------------------------------------------
+class _Text(msgspec.Struct, frozen=True):
+    body: str
+    preview_url: bool = False
+
+
+# omit_defaults drops the optional fields when unset; the constant ones are therefore required
+# fields, always sent.
+class _TextMessage(msgspec.Struct, frozen=True, omit_defaults=True):
+    messaging_product: str
+    recipient_type: str
+    to: str
+    type: str
+    text: _Text
+    biz_opaque_callback_data: str | None = None
+
+
+class _Typing(msgspec.Struct, frozen=True):
+    type: str = "text"
+
+
+class _ReadReceipt(msgspec.Struct, frozen=True, omit_defaults=True):
+    messaging_product: str
+    status: str
+    message_id: str
+    typing_indicator: _Typing | None = None
+
+
+class _MessageId(msgspec.Struct, frozen=True):
+    id: str
+
+
+class _SendAnswer(msgspec.Struct, frozen=True):
+    messages: list[_MessageId]
+
+
+class _ReadAnswer(msgspec.Struct, frozen=True):
+    success: bool
+
+
+class _PhoneNumber(msgspec.Struct, frozen=True):
+    id: str
+    display_phone_number: str = ""
+    verified_name: str = ""
+    quality_rating: str = ""
+
+
+class _PhoneNumbers(msgspec.Struct, frozen=True):
+    data: list[_PhoneNumber]
 
 
 def _graph_words(body: Any) -> tuple[str, object]:
@@ -72,42 +125,40 @@ class MetaProvider(Provider):
             raise ProviderRejected(NAME, "phone_number_id must be the numeric id Meta shows")
         return pnid, {"Authorization": f"Bearer {creds['access_token']}"}
 
-    async def _messages(self, creds: dict, payload: dict) -> Any:
+    async def _messages(self, creds: dict, payload: msgspec.Struct, answer: type) -> Any:
         pnid, headers = self._check(creds)
         return await self.http.request("POST", f"{self.base_url}/{pnid}/messages",
-                                       headers=headers, json_body=payload)
+                                       headers=headers, json_body=payload, answer=answer)
+
+    async def _number(self, creds: dict) -> _PhoneNumber:
+        pnid, headers = self._check(creds)
+        number = await self.http.request("GET", f"{self.base_url}/{pnid}", headers=headers,
+                                         params={"fields": _FIELDS}, answer=_PhoneNumber)
+        if number.id != pnid:
+            raise ProviderUnavailable(NAME, "the phone number lookup answered for another id")
+        return number
 
     # ----- interface -----------------------------------------------------------------------
     async def verify(self, creds: dict) -> AccountInfo:
-        pnid, headers = self._check(creds)
-        body = await self.http.request("GET", f"{self.base_url}/{pnid}", headers=headers,
-                                       params={"fields": _FIELDS})
-        if not isinstance(body, dict) or str(body.get("id", "")) != pnid:
-            raise ProviderUnavailable(NAME, "unexpected answer to the phone number lookup")
-        return AccountInfo(account_id=pnid,
-                           name=str(body.get("verified_name") or body.get("display_phone_number")
-                                    or ""),
-                           status=str(body.get("quality_rating") or ""))
+        number = await self._number(creds)
+        return AccountInfo(account_id=number.id,
+                           name=number.verified_name or number.display_phone_number,
+                           status=number.quality_rating)
 
     async def list_numbers(self, creds: dict) -> list[NumberInfo]:
         """The channel's number; with a ``waba_id`` credential, every number of that account."""
-        pnid, headers = self._check(creds)
         waba = str(creds.get("waba_id") or "")
-        if waba:
+        if not waba:
+            rows = [await self._number(creds)]
+        else:
+            _, headers = self._check(creds)
             if not _ID.match(waba):
                 raise ProviderRejected(NAME, "waba_id must be the numeric id Meta shows")
-            body = await self.http.request("GET", f"{self.base_url}/{waba}/phone_numbers",
-                                           headers=headers, params={"fields": _FIELDS})
-            rows = body.get("data") if isinstance(body, dict) else None
-            if not isinstance(rows, list):
-                raise ProviderUnavailable(NAME, "unexpected answer to the number listing")
-        else:
-            body = await self.http.request("GET", f"{self.base_url}/{pnid}", headers=headers,
-                                           params={"fields": _FIELDS})
-            rows = [body] if isinstance(body, dict) else []
-        return [NumberInfo(number=_e164(str(r.get("display_phone_number", ""))),
-                           provider_id=str(r.get("id", "")), capabilities={"whatsapp": True})
-                for r in rows if isinstance(r, dict) and r.get("id")]
+            rows = (await self.http.request("GET", f"{self.base_url}/{waba}/phone_numbers",
+                                            headers=headers, params={"fields": _FIELDS},
+                                            answer=_PhoneNumbers)).data
+        return [NumberInfo(number=_e164(r.display_phone_number), provider_id=r.id,
+                           capabilities={"whatsapp": True}) for r in rows]
 
     async def configure_webhook(self, creds: dict, number: NumberInfo, url: str,
                                 channel_type: str) -> WebhookResult:
@@ -134,23 +185,18 @@ class MetaProvider(Provider):
         """
         if not text or len(text) > MAX_TEXT:
             raise ProviderRejected(NAME, f"text must be 1..{MAX_TEXT} characters")
-        payload = {"messaging_product": "whatsapp", "recipient_type": "individual",
-                   "to": to.removeprefix("+"), "type": "text",
-                   "text": {"preview_url": False, "body": text}}
-        if idempotency_key:
-            payload["biz_opaque_callback_data"] = idempotency_key[:MAX_OPAQUE]
-        body = await self._messages(creds, payload)
-        try:
-            return str(body["messages"][0]["id"])
-        except (KeyError, IndexError, TypeError):
-            raise ProviderUnavailable(NAME, "send answer without a message id") from None
+        message = _TextMessage("whatsapp", "individual", to.removeprefix("+"), "text",
+                               _Text(body=text),
+                               biz_opaque_callback_data=idempotency_key[:MAX_OPAQUE] or None)
+        answer = await self._messages(creds, message, _SendAnswer)
+        if not answer.messages:
+            raise ProviderUnavailable(NAME, "send answer without a message id")
+        return answer.messages[0].id
 
     async def mark_read(self, creds: dict, message_id: str, *, typing: bool = False) -> None:
         """Mark an inbound message (wamid) read; ``typing`` also shows the typing indicator."""
-        payload: dict = {"messaging_product": "whatsapp", "status": "read",
-                         "message_id": message_id}
-        if typing:
-            payload["typing_indicator"] = {"type": "text"}
-        body = await self._messages(creds, payload)
-        if not (isinstance(body, dict) and body.get("success") is True):
+        receipt = _ReadReceipt("whatsapp", "read", message_id,
+                               typing_indicator=_Typing() if typing else None)
+        answer = await self._messages(creds, receipt, _ReadAnswer)
+        if not answer.success:
             raise ProviderUnavailable(NAME, "mark-as-read was not acknowledged")
