@@ -212,3 +212,30 @@ async def test_frame_pipelined_with_the_upgrade_request_is_kept(gateway):
             data += await stream.receive_some(65536)
     assert data.startswith(b"HTTP/1.1 101")
     await stream.aclose()
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(junk=st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=4))
+async def test_random_bytes_after_upgrade_never_hurt_the_server(junk):
+    """Whatever arrives after the upgrade: a clean close with a code (or a surviving session),
+    and the server keeps serving others."""
+    async with trio.open_nursery() as nursery:
+        server = await start_gateway(nursery)
+        ws = await open_session(server)
+        for chunk in junk:
+            await ws._stream.send_all(chunk)
+        with trio.move_on_after(0.2):       # a partial frame just waits for more: that is fine
+            try:
+                while True:
+                    await ws.receive()
+            except transport.ConnectionClosed as closed:
+                assert closed.code in (1000, 1002, 1006, 1007, 1009, 1011)
+        await trio.aclose_forcefully(ws._stream)
+        other = await open_session(server)
+        await other.send_text(b'{"type":"text","text":"ok"}')
+        assert (await receive_json(other, "transcript")).text == "You said: ok"
+        await other.aclose()
+        server.shutdown()
