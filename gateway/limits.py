@@ -20,7 +20,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     # Provider media streams must send `start` within this after the upgrade (1008 otherwise).
     start_timeout_s: float = 10.0
     # A session with no frame from the caller for this long is closed (1000, "idle timeout").
-    idle_timeout_s: float = 120.0
+    idle_timeout_s: float = 300.0
     # Pings every interval; a peer silent for two intervals is declared half-open (RELIABILITY 6).
     ping_interval_s: float = 10.0
     # Per-IP handshake token bucket: sustained rate and burst (RELIABILITY 8, answer 429).

@@ -278,3 +278,83 @@ async def test_clear_after_the_last_frame_was_sent_still_clears_its_mark(nursery
     assert [e for e in script_agent.received if isinstance(e, Mark)] == [Mark(name="m", cleared=True)]
     await ws.aclose()
     server.shutdown()
+
+
+class ProviderStyleLeg:
+    """A caller leg shaped like a phone provider's: marks are forwarded to the caller side and
+    acknowledged by it later (``mark`` returns False; the ack comes up through ``receive``).
+    The template the phone media-stream legs follow."""
+    kind = "test-provider"
+    down_frame_bytes = 960
+
+    def __init__(self, ws):
+        self.ws = ws
+
+    async def receive(self):
+        while True:
+            message = await self.ws.receive()
+            if type(message) is bytes:
+                return message
+            return canonical.decode(message)
+
+    async def send_audio(self, pcm24):
+        await self.ws.send(pcm24)
+
+    async def send_event(self, event):
+        await self.ws.send_text(canonical.encode(event))
+
+    async def clear(self):
+        await self.ws.send_text(canonical.encode(Clear()))
+
+    async def mark(self, name):
+        await self.ws.send_text(canonical.encode(Mark(name=name)))
+        return False                     # the provider tells us when it was played
+
+    async def close(self, code, reason):
+        await self.ws.close(code, reason)
+
+    async def keepalive(self):
+        await self.ws.keepalive(60)
+
+
+async def test_a_new_route_and_leg_plug_into_server_and_session(nursery, autojump_clock,
+                                                                script_agent):
+    from gateway.protocols.canonical import Start
+    from gateway.session import Session
+
+    async def media_route(server, hs, rest):
+        provider, channel_id = rest.split("/", 1)
+        if provider != "fake":
+            raise Refused(404, "unknown provider")
+        info, agent = await server.agent_for("agent", "s")
+        ws = await hs.accept()
+        start = Start(session_id="call-1", channel_id=channel_id, channel_type="voice")
+        await server.run_session(Session("call-1", ProviderStyleLeg(ws), agent, start,
+                                         server.limits))
+
+    from gateway.server import Refused
+    server = await start_gateway(nursery, directory_with())
+    server.add_route("/media/", media_route)
+    script_agent.script = [tone(0.2), Mark(name="p1"), ("wait", "never")]
+    ws = await transport.connect(f"ws://127.0.0.1:{server.port}/media/fake/ch-1")
+    got, mark = 0, None
+    while mark is None:
+        message = await ws.receive()
+        if type(message) is bytes:
+            got += len(message)
+        else:
+            mark = canonical.decode(message)
+    assert got == 9600 and mark == Mark(name="p1")
+    await trio.sleep(1)
+    assert not any(isinstance(e, Mark) for e in script_agent.received)   # not played yet
+    await ws.send_text(canonical.encode(Mark(name="p1")))                 # "provider" acks
+    with trio.fail_after(5):
+        while not any(isinstance(e, Mark) for e in script_agent.received):
+            await trio.sleep(0.01)
+    start = script_agent.received[0]
+    assert start.channel_id == "ch-1" and start.channel_type == "voice"
+    with pytest.raises(transport.HandshakeError) as info:
+        await transport.connect(f"ws://127.0.0.1:{server.port}/media/other/ch-1")
+    assert info.value.status == 404
+    await ws.aclose()
+    server.shutdown()
