@@ -182,6 +182,10 @@ class Playout:
     def __bool__(self) -> bool:
         return self.size > 0
 
+    @property
+    def has_marks(self) -> bool:
+        return bool(self._marks)
+
 
 class Session:
     """One conversation. ``run()`` returns when it is over; ``end(reason)`` ends it from outside."""
@@ -406,7 +410,7 @@ class Session:
                 stats.frames_out += 1
                 play_at += len(frame) / bytes_per_s
                 self._played_until = play_at
-                if playout._marks:
+                if playout.has_marks:
                     await self._marks_due()
         except ConnectionClosed:
             pass                       # the uplink sees the same closure and ends the session

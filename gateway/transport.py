@@ -313,8 +313,9 @@ class Handshake:
     ``accept()``, ``reject(status, body)`` or ``respond(status, body, content_type)``."""
 
     def __init__(self, stream, protocol: ServerProtocol, request: Request, remote_ip: str,
-                 limits: Limits):
+                 limits: Limits, early_frames: list = ()):
         self._stream = stream
+        self._early_frames = early_frames
         self._proto = protocol
         self._limits = limits
         self.request = request
@@ -338,9 +339,8 @@ class Handshake:
         self._proto.send_response(response)
         ws = WebSocket(self._stream, self._proto, self._limits, request=self.request,
                        remote=self.remote_ip)
-        early = getattr(self.request, "_early_frames", None)
-        if early and response.status_code == 101:
-            ws._handle_frames(early)
+        if self._early_frames and response.status_code == 101:
+            ws._handle_frames(self._early_frames)
         await ws._flush()
         if response.status_code != 101:
             raise HandshakeError("not a valid WebSocket upgrade", response.status_code)
@@ -375,7 +375,7 @@ class Handshake:
                 pass
 
 
-async def _read_request(stream, proto: ServerProtocol) -> Request | None:
+async def _read_request(stream, proto: ServerProtocol) -> tuple[Request, list] | None:
     while True:
         try:
             data = await stream.receive_some(RECEIVE_BYTES)
@@ -388,9 +388,7 @@ async def _read_request(stream, proto: ServerProtocol) -> Request | None:
         events = proto.events_received()
         for i, event in enumerate(events):
             if isinstance(event, Request):
-                # frames pipelined right behind the request are kept for accept()
-                event._early_frames = events[i + 1:]
-                return event
+                return event, events[i + 1:]      # frames pipelined behind it: for accept()
         writes = proto.data_to_send()
         if writes:                       # the protocol answered an unparseable request itself
             try:
@@ -442,12 +440,13 @@ async def serve(handler, listeners, limits: Limits, *, handler_nursery=None,
         _tune_socket(stream, limits)
         try:
             proto = ServerProtocol(max_size=limits.max_message_bytes, logger=_wire_log)
-            request = None
+            received = None
             with trio.move_on_after(limits.handshake_timeout_s):
-                request = await _read_request(stream, proto)
-            if request is None:
+                received = await _read_request(stream, proto)
+            if received is None:
                 return
-            handshake = Handshake(stream, proto, request, _remote_ip(stream), limits)
+            handshake = Handshake(stream, proto, received[0], _remote_ip(stream), limits,
+                                  received[1])
             code, reason = 1000, ""
             try:
                 await handler(handshake)
