@@ -23,6 +23,11 @@ from .events import (
 from .marks import MarkTracker
 
 _JSON = msgspec.json.Encoder()
+# Enum members looked up once: ``Input.MEDIA`` costs a class-attribute lookup per use.
+_MEDIA, _MARK, _START, _STOP, _CLEARED = (
+    Input.MEDIA, Input.MARK, Input.START, Input.STOP, Input.CLEARED)
+_RECEIVE = _state.RECEIVE
+_ERROR = State.ERROR
 MAX_MARK_NAME = 256
 
 # Constrained field types for the providers' wire Structs.
@@ -130,8 +135,11 @@ class MediaStreamConnection:
             return self._on_close()
         if self._closed:
             raise LocalProtocolError("receive() after the transport closed")
-        events, self._backlog = self._backlog, []
-        if self.state is State.ERROR:
+        if self._backlog:
+            events, self._backlog = self._backlog, []
+        else:
+            events = []
+        if self.state is _ERROR:
             return events
         event = self._receive_one(message)
         if event is not None:
@@ -155,7 +163,7 @@ class MediaStreamConnection:
         except (msgspec.DecodeError, UnicodeError):
             return self._fail(1007, "malformed JSON or invalid UTF-8")
         inp = self._messages[type(msg)]
-        following = _state.RECEIVE.get((self.state, inp))
+        following = _RECEIVE.get((self.state, inp))
         if following is None:
             code = _state.out_of_state_code(self.state, inp)
             return self._fail(code, f"{inp.value} not allowed in state {self.state.value}")
@@ -164,14 +172,16 @@ class MediaStreamConnection:
         except PeerError as exc:
             return self._fail(exc.code, exc.reason)
         self.state = following
-        if inp is Input.MARK:
+        if inp is _MEDIA:   # the per-frame path: nothing more to do
+            return event
+        if inp is _MARK:
             return self._marks.echoed(event.name)
-        if inp is Input.START:
+        if inp is _START:
             self.stream = event
             self._on_start(event)
-        elif inp is Input.STOP:
+        elif inp is _STOP:
             self._stopped = True
-        elif inp is Input.CLEARED:
+        elif inp is _CLEARED:
             self._marks.clear_acknowledged()
         return event
 

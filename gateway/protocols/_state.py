@@ -19,7 +19,13 @@ from __future__ import annotations
 import enum
 
 
-class State(enum.Enum):
+class _Fast(enum.Enum):
+    # Members compare by identity anyway; Enum's default __hash__ is a Python-level call, and
+    # every inbound message hashes a (State, Input) pair.
+    __hash__ = object.__hash__
+
+
+class State(_Fast):
     CONNECTED = "connected"
     STARTED = "started"
     STREAMING = "streaming"
@@ -27,7 +33,7 @@ class State(enum.Enum):
     ERROR = "error"
 
 
-class Input(enum.Enum):
+class Input(_Fast):
     """What the provider (or the transport) can hand the codec."""
 
     CONNECTED = "connected"   # Twilio/Exotel greeting
@@ -40,7 +46,7 @@ class Input(enum.Enum):
     CLOSE = "close"           # receive(None): the transport is gone
 
 
-class Output(enum.Enum):
+class Output(_Fast):
     """What we can render towards the provider."""
 
     MEDIA = "media"
