@@ -41,8 +41,12 @@ async def _until_signal(task_status=trio.TASK_STATUS_IGNORED) -> None:
 
 
 async def run_control(settings: Settings, store: Store, *, host: str | None = None,
-                      port: int | None = None, extra_blueprints=()) -> None:
-    app = create_app(settings, store, extra_blueprints=extra_blueprints)
+                      port: int | None = None, extra_blueprints=(), directory=None,
+                      shutdown_trigger=None) -> None:
+    """Serve until ``shutdown_trigger()`` returns (default: SIGTERM/SIGINT). ``converse up`` passes
+    its own trigger (one signal handler for both planes) and the directory it shares with the
+    gateway, so a change made through the API reaches the media plane at once."""
+    app = create_app(settings, store, directory=directory, extra_blueprints=extra_blueprints)
     config = hypercorn_config(host or settings.control_host, port or settings.control_port)
     log.info("control plane on http://%s (database: %s)", config.bind[0], store.dialect)
-    await serve(app, config, shutdown_trigger=_until_signal)
+    await serve(app, config, shutdown_trigger=shutdown_trigger or _until_signal)

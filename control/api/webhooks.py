@@ -83,26 +83,39 @@ def _not_found(message: str) -> ApiError:
     return ApiError(404, "not_found", message)
 
 
+HANDSHAKE_ATTEMPTS = 3
+
+
+def _verified(row: repo.ChannelRow) -> repo.ChannelRow:
+    """The row after Meta verified the callback URL: active when it has exactly one target."""
+    changes = {"webhook_verified_at": repo.now_iso()}
+    if row.status in ("setup", "error"):
+        if bool(row.agent_id) != bool(row.flow_id):
+            changes.update(status="active", status_detail="")
+        else:
+            changes["status_detail"] = "verified by Meta; assign an agent or a flow, then activate"
+    return msgspec.structs.replace(row, **changes)
+
+
 async def _meta_handshake(ctx: WebhookContext):
     args = request.args
     mode, token, challenge = (args.get("hub.mode"), args.get("hub.verify_token"),
                               args.get("hub.challenge"))
     expected = ctx.credentials().get("verify_token") or ""
-    if mode != "subscribe" or token is None or challenge is None or \
+    if mode != "subscribe" or token is None or challenge is None or not expected or \
             not hmac.compare_digest(token.encode(), expected.encode()):
         WEBHOOKS.inc(provider="meta", outcome="handshake_rejected")
         return json_response(models.Error(error="forbidden", message="verification failed"), 403)
     row = ctx.channel
-    changes = {"webhook_verified_at": repo.now_iso()}
-    if row.status in ("setup", "error"):
-        if row.agent_id and not row.flow_id or row.flow_id and not row.agent_id:
-            changes.update(status="active", status_detail="")
-        else:
-            changes["status_detail"] = ("verified by Meta; assign an agent or a flow, "
-                                        "then activate")
-    saved = await ctx.store.run(repo.update_channel, msgspec.structs.replace(row, **changes))
-    if saved is None:
-        log.warning("meta handshake for %s raced another update; the operator can activate", row.id)
+    for _ in range(HANDSHAKE_ATTEMPTS):
+        # Compare-and-set: an operator PATCH racing the handshake makes us re-read and retry.
+        if await ctx.store.run(repo.update_channel, _verified(row)) is not None:
+            break
+        row = await ctx.store.read(repo.get_channel, row.id)
+        if row is None:
+            break
+    else:
+        log.warning("meta handshake for %s kept racing other updates; activate by hand", row.id)
     WEBHOOKS.inc(provider="meta", outcome="handshake_ok")
     return Response(challenge, status=200, content_type="text/plain")
 
