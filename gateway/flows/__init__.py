@@ -83,6 +83,10 @@ SpeechFinished for every Speak once heard *or* cleared/failed (input timers star
 key or utterance during an ``interruptible`` prompt is the host's cue to clear the audio; pass
 ``now`` with events on long-lived (text) conversations so time-of-day rules see the real time.
 
+Hosts on Trio: :mod:`gateway.flows.host` performs CallApi/Classify with httpx (bounded, never
+raising) and runs StartTimer/CancelTimer as tasks delivering TimerFired (not imported here, to
+keep this package pure).
+
 Simulation: ``simulate(flow, inputs, context=..., now=...)`` (module :mod:`.simulate`) runs a
 scripted list of inputs (text, digits, utterance, timeout, api answer, category) and returns the
 transcript of actions, for ``POST /api/v1/flows/{id}/simulate``.

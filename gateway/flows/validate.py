@@ -37,7 +37,7 @@ import msgspec
 
 from . import jsonpath, template
 from .model import (MAX_BODY_BYTES, MAX_NODES, MAX_TEXT, AgentNode, ApiCallNode, ClassifyNode,
-                    CollectNode, ConditionNode, DtmfMenuNode, EndNode, EntryNode, Flow, Node,
+                    CollectNode, ConditionNode, DtmfMenuNode, EndNode, Flow, Node,
                     NODE_TYPES, SmsNode, SpeakNode, TransferNode, edges, waits_for_caller)
 
 # Set by the engine (or the host) for every conversation; `now*` are computed from the event time.
