@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 from typing import Any, TypeVar
 
 import msgspec
@@ -115,8 +116,9 @@ async def handle_http_exception(exc: HTTPException) -> Response:
 
 
 async def handle_unexpected(exc: Exception) -> Response:
-    log.error("unhandled error on %s %s: %s", request.method, request.path, type(exc).__name__,
-              exc_info=exc)
+    # The frames, not the message: an exception's text may quote a credential or a payload.
+    log.error("unhandled error on %s %s: %s\n%s", request.method, request.path,
+              type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)).rstrip())
     return json_response(models.Error(error="internal", message="internal error"), 500)
 
 
