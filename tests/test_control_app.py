@@ -86,7 +86,8 @@ async def test_handler_crash_is_json_500_without_trace(app_and_store, handler_sl
     _insert(store)
 
     async def broken(ctx):
-        raise RuntimeError("secret detail tok-123")
+        secret = ctx.credentials()["auth_token"]       # not spelled here: the trace shows source lines
+        raise RuntimeError(f"secret detail {secret}")
 
     register_webhook_handler("twilio", "voice", broken)
     r = await app.test_client().post("/api/v1/webhooks/twilio/ch_1")
