@@ -196,3 +196,26 @@ JSONISH = st.recursive(
 def test_fuzz_jsonish_messages(kind, fields):
     _decodes_or_protocol_error(json.dumps({"type": kind, **fields}))
     _decodes_or_protocol_error(msgspec.json.encode(fields))
+
+
+EDGE_VALUES = [None, "", "0", "#", "é" * 5000, 0, -1, 2**64, 1.5, True, [], {}, {"number": 5}]
+SAMPLES = [
+    {"type": "text", "text": "x"}, {"type": "transcript", "role": "user", "text": "x", "final": True},
+    {"type": "dtmf", "digit": "1"}, {"type": "clear"}, {"type": "mark", "name": "m", "cleared": False},
+    {"type": "end", "reason": "bye"}, {"type": "error", "code": "c", "message": "m"},
+    {"type": "start", "session_id": "s", "channel_id": "c", "channel_type": "web",
+     "caller": {"number": "+1", "name": "n"}, "variables": {"k": "v"},
+     "audio": {"in_rate": 16000, "out_rate": 24000, "encoding": "pcm16"}},
+]
+
+
+def test_every_field_with_every_edge_value_or_missing():
+    for sample in SAMPLES:
+        for key in sample:
+            for new in EDGE_VALUES:
+                _decodes_or_protocol_error(json.dumps({**sample, key: new}))
+            _decodes_or_protocol_error(json.dumps({k: v for k, v in sample.items() if k != key}))
+            if isinstance(sample[key], dict):
+                for inner in sample[key]:
+                    for new in EDGE_VALUES:
+                        _decodes_or_protocol_error(json.dumps({**sample, key: {**sample[key], inner: new}}))

@@ -684,8 +684,30 @@ REAL = [m for p in PROVIDERS for m in (
 MUTATIONS = [(real, path) for real in REAL for path in _paths(real)[1:]]
 
 
+EDGE_VALUES = [None, "", " ", "0", "-1", "1e400", "\u0000", "é" * 300, 0, -1, 2**64, 1.5, float("1e308"),
+               True, [], {}, [""], {"": ""}, {"event": "media"}]
+
+
+def test_every_field_of_every_message_with_every_edge_value():
+    """Exhaustive and deterministic: each field (at any depth) of each real message, replaced by
+    each edge value or deleted, fed to every codec fresh and mid-stream."""
+    for real, path in MUTATIONS:
+        for new in EDGE_VALUES:
+            feed_everywhere(dumps(_replace(real, path, new)))
+        feed_everywhere(dumps(_delete(real, path)))
+
+
+def _delete(value: Any, path: tuple) -> Any:
+    copy = dict(value)
+    if len(path) == 1:
+        copy.pop(path[0], None)
+    elif isinstance(copy.get(path[0]), dict):
+        copy[path[0]] = _delete(copy[path[0]], path[1:])
+    return copy
+
+
 @FUZZ
-@given(target=st.sampled_from(MUTATIONS), new=JSONISH)
+@given(target=st.sampled_from(MUTATIONS), new=st.sampled_from(EDGE_VALUES) | JSONISH)
 def test_fuzz_mutated_real_messages(target, new):
     """Real-shaped messages of every provider with one field (at any depth) replaced."""
     real, path = target
