@@ -139,3 +139,21 @@ def test_external_category_names_match_exactly_then_case_insensitively():
     assert by_name(NODE, "Tech").name == "Tech"
     assert by_name(NODE, "tech").name == "Tech"
     assert by_name(NODE, "sales") is None and by_name(NODE, None) is None
+
+
+# -- drawing ---------------------------------------------------------------------------------
+
+
+def test_to_dot_draws_every_node_and_edge():
+    import json
+    import pathlib
+
+    from gateway.flows import validate
+    from gateway.flows.graph import to_dot
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples/flows/support_menu.json"
+    flow = validate({**json.loads(path.read_text()), "name": 'Say "hi" ☎'})
+    dot = to_dot(flow)
+    assert dot.startswith('digraph "Say \\"hi\\" ☎" {')
+    assert '"menu" [label="menu\\n(dtmf_menu)", shape=box, peripheries=2];' in dot
+    assert '"menu" -> "support_account" [label="options.2"];' in dot
+    assert dot.count("->") == 9 and dot.rstrip().endswith("}")
