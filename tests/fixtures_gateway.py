@@ -77,8 +77,3 @@ async def gateway(nursery):
     server = await start_gateway(nursery)
     yield server
     server.shutdown()
-
-
-@pytest.fixture
-def directory():
-    return make_directory()

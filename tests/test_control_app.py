@@ -94,3 +94,25 @@ async def test_handler_crash_is_json_500_without_trace(app_and_store, handler_sl
     body = await r.get_data()
     assert r.status_code == 500 and b"tok-123" not in body and b"Traceback" not in body
     assert "RuntimeError" in caplog.text and "tok-123" not in caplog.text
+
+
+async def test_oversized_body_is_413_json(app_and_store):
+    app, _ = app_and_store
+    r = await app.test_client().post("/api/v1/agents", data=b"x" * (2 << 20),
+                                     headers={"Authorization": "Bearer whatever"})
+    assert r.status_code == 413
+    assert (await r.get_json())["error"] == "too_large"
+
+
+async def test_database_trouble_is_503_json(app_and_store, monkeypatch):
+    app, store = app_and_store
+    from control.store import StoreError
+
+    def down(*a, **kw):
+        raise StoreError("PostgreSQL error: connection refused")
+
+    monkeypatch.setattr(store, "run_sync", down)
+    r = await app.test_client().get("/api/v1/channels", headers={"Authorization": "Bearer k"})
+    assert r.status_code == 503 and (await r.get_json())["error"] == "unavailable"
+    r = await app.test_client().get("/healthz")
+    assert r.status_code == 503

@@ -122,7 +122,15 @@ async def handle_unexpected(exc: Exception) -> Response:
     return json_response(models.Error(error="internal", message="internal error"), 500)
 
 
+async def handle_store_error(exc: Exception) -> Response:
+    log.error("database unavailable on %s %s: %s", request.method, request.path, exc)
+    return json_response(models.Error(error="unavailable", message="the database is unavailable; "
+                                      "retry shortly"), 503, {"Retry-After": "1"})
+
+
 def install(app) -> None:
+    from control.store import StoreError
     app.register_error_handler(ApiError, error_response)
+    app.register_error_handler(StoreError, handle_store_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

@@ -80,6 +80,13 @@ class _SqliteTx(Tx):
         return self.one(f"SELECT * FROM {table} WHERE id = ?", (row_id,))
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back on its own (e.g. SQLITE_FULL); a second ROLLBACK
+    # would raise and hide the original error.
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 class SqliteDatabase(Database):
     """One connection per worker thread; WAL so readers never block the writer."""
 
@@ -117,14 +124,17 @@ class SqliteDatabase(Database):
             raise StoreError(f"database busy or unavailable: {exc}") from None
         try:
             yield _SqliteTx(conn)
+        except sqlite3.OperationalError as exc:     # locked past busy_timeout, disk I/O, ...
+            _rollback(conn)
+            raise StoreError(f"SQLite error: {exc}") from None
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         else:
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise StoreError(f"commit failed: {exc}") from None
 
     def close(self) -> None:
@@ -166,9 +176,9 @@ class PostgresDatabase(Database):
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8):
         import psycopg
         from psycopg.rows import dict_row
-        from psycopg_pool import ConnectionPool
+        from psycopg_pool import ConnectionPool, PoolTimeout
 
-        self._psycopg = psycopg
+        self._unavailable = (psycopg.OperationalError, PoolTimeout)
         self.pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False, timeout=PG_CONNECT_TIMEOUT_S,
             kwargs={"row_factory": dict_row, "connect_timeout": PG_CONNECT_TIMEOUT_S,
@@ -184,7 +194,7 @@ class PostgresDatabase(Database):
         try:
             with self.pool.connection() as conn, conn.transaction():
                 yield _PgTx(conn)
-        except self._psycopg.OperationalError as exc:
+        except self._unavailable as exc:       # server gone, statement timeout, pool exhausted
             raise StoreError(f"PostgreSQL error: {exc}") from None
 
     def close(self) -> None:
