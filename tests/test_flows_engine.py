@@ -442,6 +442,22 @@ def test_api_call_error_branch(result, message):
     assert engine.feed(ApiResult(call.request_id, **result))[-1] == End("failed", message)
 
 
+def test_api_call_survives_hostile_nesting_in_the_answer():
+    deep: list = []
+    cur = deep
+    for _ in range(100_000):
+        cur.append({"name": []})
+        cur = cur[0]["name"]
+    engine, call, _ = start_api()
+    text = "[" * 100_000 + "]" * 100_000
+    assert engine.feed(ApiResult(call.request_id, 200, text))[-1].reason == "completed"
+    engine, call, _ = start_api()
+    parsed = {"customers": deep, "tags": deep}
+    assert engine.feed(ApiResult(call.request_id, 200, parsed))[-1].reason == "completed"
+    assert engine.variables["tags"] is None            # too deep to keep: dropped
+    json.dumps(engine.snapshot())
+
+
 def test_api_call_backstop_timer_takes_error_and_the_late_answer_is_ignored():
     engine, call, actions = start_api()
     assert engine.feed(TimerFired(timer(actions))) == [End("failed", "/timeout")]

@@ -56,6 +56,8 @@ async def _handle(stream) -> None:
             await _respond(stream, 200, json.dumps(answer).encode())
         elif path == "/classify-garbage":
             await _respond(stream, 200, b"[1, 2]")
+        elif path == "/classify-deep":
+            await _respond(stream, 200, b"[" * 100_000 + b"]" * 100_000)
         else:
             await _respond(stream, 404, b"{}")
 
@@ -103,7 +105,8 @@ async def test_classify_outcomes(base):
     async with client() as http:
         ok = await classify(http, Classify("c1", f"{base}/classify", "my bill", 2.0))
         assert ok.category == "billing" and ok.error is None
-        for url in (f"{base}/classify-garbage", f"{base}/500", f"{base}/slow"):
+        for url in (f"{base}/classify-garbage", f"{base}/classify-deep", f"{base}/500",
+                    f"{base}/slow"):
             failed = await classify(http, Classify("c2", url, "x", 0.3))
             assert failed.category is None and failed.error
 

@@ -98,6 +98,21 @@ def test_unknown_top_level_field_suggests_the_right_one():
     assert "did you mean 'timezone'" in one({**BASE, "timezon": "UTC"})["message"]
 
 
+@pytest.mark.parametrize("where", ["ui", "body"])
+def test_deeply_nested_json_is_an_error_not_a_recursion_error(where):
+    deep: list = []
+    cur = deep
+    for _ in range(100_000):
+        cur.append([])
+        cur = cur[0]
+    definition = flow(ask={"next": "call"},
+                      call={"type": "api_call", "method": "POST", "url": "https://a.test/",
+                            "success": "bye", "error": "bye"})
+    definition["nodes"]["call"][where] = deep
+    error = one(definition)
+    assert error["path"] == "$" and "deeper" in error["message"]
+
+
 def test_too_many_nodes():
     nodes = {f"n{i}": {"type": "end"} for i in range(MAX_NODES + 1)}
     error = one({"name": "big", "start": "n0", "nodes": nodes})

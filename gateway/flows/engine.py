@@ -132,7 +132,7 @@ def _decode_body(body: Any) -> Any:
     if isinstance(body, str):
         try:
             return msgspec.json.decode(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):     # not JSON, or hostile nesting
             return body
     return body
 
@@ -143,7 +143,7 @@ def _bounded(value: Any) -> Any:
         return value[:MAX_VALUE_BYTES]
     try:
         return value if len(msgspec.json.encode(value)) <= MAX_VALUE_BYTES else None
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, RecursionError):
         return None
 
 
@@ -203,7 +203,7 @@ class FlowEngine:
             raise TypeError("start(now) takes the current time as a datetime")
         try:
             initial = msgspec.json.decode(msgspec.json.encode(self.context.variables))
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise ValueError(f"initial variables must be JSON values: {exc}") from None
         ctx = self.context
         self._s.variables = {**self.flow.variables, "last_input": "", **initial,

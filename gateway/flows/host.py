@@ -92,7 +92,7 @@ async def classify(http: httpx.AsyncClient, action: Classify) -> ClassifierResul
     if error is None:
         try:
             answer = msgspec.json.decode(body or b"")
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             answer = None
         category = answer.get("category") if isinstance(answer, dict) else None
         if isinstance(category, str):

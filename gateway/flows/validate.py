@@ -51,6 +51,7 @@ CHANNEL_TYPES = ("voice", "web", "whatsapp", "sms")
 # the next applet of the dashboard flow when the stream closes.
 TRANSFER_PROVIDERS = frozenset({"twilio", "plivo"})
 
+MAX_DEPTH = 32                 # JSON nesting (a flow needs about 6)
 _TZ_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]{0,30}(/[A-Za-z0-9_+-]{1,30}){0,2}$")
 _NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -220,9 +221,30 @@ def _parse_node(node_id: str, raw: Any, errs: _Errors) -> Node | None:
         return None
 
 
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON ``value`` nests deeper than ``limit`` (walked without recursion, so a hostile
+    document cannot exhaust the stack here or later in recursive helpers)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _parse_top(definition: Any, errs: _Errors) -> dict | None:
     if not isinstance(definition, dict):
         errs.add(None, "$", "a flow definition is a JSON object")
+        return None
+    if _too_deep(definition):
+        errs.add(None, "$", f"the definition nests deeper than {MAX_DEPTH} levels")
         return None
     for key in definition:
         if key not in _TOP_FIELDS:
