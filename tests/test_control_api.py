@@ -296,8 +296,8 @@ def test_webhook_dispatch_never_500(control_server, api):
                                             "credentials": control_server.exotel.creds}).json()
     r = httpx.post(f"{base}/twilio/{ch['id']}")            # provider does not match the channel
     assert r.status_code == 404
-    r = httpx.post(f"{base}/exotel/{ch['id']}")
-    assert r.status_code in (200, 404) and r.status_code < 500
+    r = httpx.post(f"{base}/exotel/{ch['id']}")    # the voice handler (if installed) decides
+    assert r.status_code < 500
 
 
 def test_secrets_never_in_responses_or_logs(control_server, api):
