@@ -717,6 +717,24 @@ def test_misuse_is_a_clear_error_and_early_events_are_ignored():
         FlowEngine(flow, FlowContext(variables={"x": object()})).start(NOW)
 
 
+@pytest.mark.parametrize("garbage", [None, 5, [], {}, b"1", object(), 1.5])
+def test_events_with_garbage_fields_are_ignored_or_count_as_empty(garbage):
+    flows = [make(MENU, "menu"), make(COLLECT, "ask"), make(CLASSIFY, "cls"),
+             make(API, "call", variables={"token": "", "q": ""})]
+    for flow in flows:
+        for context in (VOICE, TEXT):
+            engine = FlowEngine(flow, context)
+            engine.start(NOW)
+            for event in (DigitReceived(garbage), TextReceived(garbage),
+                          UtteranceReceived(garbage), TimerFired(garbage),
+                          SpeechFinished(garbage), ApiResult(garbage, status=garbage,
+                                                             body=garbage, error=garbage),
+                          ClassifierResult(garbage, category=garbage, error=garbage),
+                          TextReceived("x", now=garbage)):
+                assert isinstance(engine.feed(event), list)
+            json.dumps(engine.snapshot())
+
+
 def test_wrongly_typed_event_fields_do_not_crash():
     engine = FlowEngine(make(COLLECT, "ask"), TEXT)
     engine.start(NOW)

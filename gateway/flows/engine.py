@@ -106,6 +106,11 @@ def _text(value: Any) -> str:
     return value[:MAX_INPUT_CHARS] if isinstance(value, str) else ""
 
 
+def _key(digit: Any) -> str | None:
+    """A DTMF key, or None for anything else (events are not type-checked on construction)."""
+    return digit if isinstance(digit, str) and digit in _DTMF_KEYS else None
+
+
 def _utc(now: Any) -> dt.datetime | None:
     if not isinstance(now, dt.datetime):
         return None
@@ -419,7 +424,7 @@ class FlowEngine:
 
     def _menu_event(self, node: DtmfMenuNode, event: Event, out: list) -> str | None:
         if isinstance(event, DigitReceived):
-            key = event.digit if event.digit in _DTMF_KEYS else None
+            key = _key(event.digit)
             if key is None:
                 return None                   # not a key at all: ignore, do not count it
         elif isinstance(event, (TextReceived, UtteranceReceived)):
@@ -605,7 +610,7 @@ class FlowEngine:
             return None
         if isinstance(event, (TextReceived, UtteranceReceived)):
             return self._classify(node, _text(event.text).strip(), out)
-        if isinstance(event, DigitReceived) and event.digit in _DTMF_KEYS:
+        if isinstance(event, DigitReceived) and _key(event.digit):
             return self._classify(node, event.digit, out)
         if self._timer_is_ours(event):
             self._set("last_input", "")
