@@ -77,6 +77,7 @@ def test_script_stops_when_the_flow_ends():
 @pytest.mark.parametrize("inputs", [
     "digits", [{"text": "a", "digits": "1"}], [{}], [{"tex": "a"}], [{"timeout": False}],
     [{"text": 5}], [{"text": "x"}] * 201, [{"api": {"status": "ok"}}],
+    [{"digits": "1" * 65}], [{"digits": ""}], [{"text": "x" * 4001}],
 ])
 def test_malformed_scripts_are_a_clear_error(inputs):
     with pytest.raises(SimulationError):

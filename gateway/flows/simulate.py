@@ -15,7 +15,7 @@ stalls. Simulation stops at the end of the script, when the flow ends, or after 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -34,13 +34,16 @@ class ApiAnswer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     error: str | None = None
 
 
+_Said = Annotated[str, msgspec.Meta(max_length=4000)]
+
+
 class SimInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    text: str | None = None
-    digits: str | None = None
-    utterance: str | None = None
+    text: _Said | None = None
+    digits: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    utterance: _Said | None = None
     timeout: bool = False
     api: ApiAnswer | None = None
-    category: str | None = None
+    category: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     at: dt.datetime | None = None
 
 
