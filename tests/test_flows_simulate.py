@@ -84,6 +84,16 @@ def test_malformed_scripts_are_a_clear_error(inputs):
         simulate(example("support_menu"), inputs, now=NOW)
 
 
+def test_deeply_nested_api_answer_is_refused():
+    deep: list = []
+    cur = deep
+    for _ in range(100_000):
+        cur.append([])
+        cur = cur[0]
+    with pytest.raises(SimulationError, match="deeply"):
+        simulate(example("crm_lookup"), [{"api": {"body": deep}}], now=NOW)
+
+
 def test_event_budget_bounds_a_long_script():
     result = simulate(example("support_menu"), [{"digits": "9" * 50}] * 3, context=VOICE,
                       now=NOW, max_events=5)

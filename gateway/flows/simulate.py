@@ -24,6 +24,7 @@ from .events import (Action, ApiResult, CallApi, Classify, ClassifierResult, Dig
                      Event, Speak, SpeechFinished, StartTimer, CancelTimer, TextReceived,
                      TimerFired, UtteranceReceived)
 from .model import Flow
+from .validate import _too_deep
 
 MAX_INPUTS = 200
 
@@ -64,6 +65,8 @@ def parse_inputs(inputs: Any) -> list[SimInput]:
         raise SimulationError(f"inputs is a list of at most {MAX_INPUTS} objects")
     parsed = []
     for i, raw in enumerate(inputs):
+        if _too_deep(raw):
+            raise SimulationError(f"inputs[{i}] nests too deeply")
         try:
             item = msgspec.convert(raw, SimInput)
         except msgspec.ValidationError as exc:
