@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import pathlib
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -280,3 +281,29 @@ def test_validate_survives_mutated_flows_and_whatever_passes_runs(data):
     host.take(engine.start(dt.datetime(2026, 1, 5, 12, 0)))
     for op in data.draw(st.lists(OPS.filter(lambda o: o[0] != "snapshot"), max_size=15)):
         host.take(engine.feed(host.event(op, None, engine)))
+
+
+# -- the simulator never crashes -------------------------------------------------------------
+
+
+SCRIPT_ITEMS = st.one_of(
+    st.builds(lambda t: {"text": t}, TEXTS), st.builds(lambda t: {"utterance": t}, TEXTS),
+    st.builds(lambda d: {"digits": d}, st.text("0123456789*#", min_size=1, max_size=6)),
+    st.just({"timeout": True}),
+    st.builds(lambda s, b: {"api": {"status": s, "body": b}},
+              st.sampled_from([200, 500]), BODIES),
+    st.builds(lambda c: {"category": c}, st.sampled_from(["billing", "tech", "x"])),
+    JSON,
+)
+
+
+@settings(SETTINGS, max_examples=100)
+@given(flow=st.sampled_from(FLOWS), context=st.sampled_from(CONTEXTS),
+       script=st.lists(SCRIPT_ITEMS, max_size=12) | JSON)
+def test_simulate_returns_a_transcript_or_a_clear_error(flow, context, script):
+    from gateway.flows import SimulationError, simulate
+    try:
+        result = simulate(flow, script, context=context, now=dt.datetime(2026, 1, 5, 12))
+    except SimulationError:
+        return
+    json.dumps(msgspec.to_builtins(result))
