@@ -1,6 +1,7 @@
-"""Concurrent PATCH/activate/deactivate on one channel, spread over two control-plane processes
-sharing one database: every request gets a clean answer, and the row's version advances exactly
-once per successful write (no lost update, no half-configured channel)."""
+"""Concurrent PATCH/activate/deactivate on one channel: every request gets a clean answer, and the
+row's version advances exactly once per successful write (no lost update, no half-configured
+channel). On PostgreSQL (the multi-node setup) the requests are spread over two control-plane
+processes sharing the database; on SQLite (one node) they all go to one process."""
 from __future__ import annotations
 
 import random
@@ -13,7 +14,10 @@ from fixtures_control import ControlServer
 ROUNDS = 24
 
 
-async def test_concurrent_updates_two_nodes(control_server, tmp_path):
+async def test_concurrent_updates(control_server, tmp_path):
+    if control_server.settings.database_url.startswith("sqlite"):
+        await _storm(control_server, control_server)
+        return
     second = ControlServer(tmp_path, dict(control_server.env), control_server.emulators)
     second.api_key = control_server.api_key
     second.start()
