@@ -451,6 +451,14 @@ def test_reasons_never_echo_payloads(provider):
             assert secret not in event.reason and len(event.reason.encode()) <= ev.MAX_REASON_BYTES
 
 
+def test_to_canonical_for_every_digit_and_mark():
+    from gateway.protocols import canonical, to_canonical
+    for digit in ev.DTMF_DIGITS:
+        assert canonical.decode(canonical.encode(to_canonical(DtmfReceived(digit)))) == canonical.Dtmf(digit=digit)
+    assert to_canonical(MarkPlayed("m", cleared=True)) == canonical.Mark(name="m", cleared=True)
+    assert to_canonical(StreamStopped()) is None and to_canonical(AudioCleared()) is None
+
+
 def test_reprs_keep_tokens_and_audio_out_of_logs():
     conn, player = started("twilio", {"stream_token": "TOKEN-VALUE-123"})
     text = repr(conn.stream) + repr(conn.receive(dumps(player.media("QUFBQUFB" * 20, 1, 0))))

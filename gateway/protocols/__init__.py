@@ -4,7 +4,8 @@
 * :class:`TwilioConnection`, :class:`PlivoConnection`, :class:`ExotelConnection` — provider media
   streams: ``conn.receive(message | None) -> list[event]``, ``conn.send(outbound) -> str``,
   ``conn.clear() -> (wire, marks dropped)``; state machine in :mod:`._state`.
-* :class:`MarkTracker`, :class:`ExotelChunker` — pure helpers the phone session uses.
+* :class:`MarkTracker`, :class:`ExotelChunker`, :func:`to_canonical` — pure helpers the phone
+  session uses.
 
 Choose the codec by the authenticated route (``/media/{provider}/...``), never by sniffing.
 """
@@ -17,6 +18,7 @@ from .events import (
     StreamClosed, StreamConnected, StreamStarted, StreamStopped,
 )
 from .exotel import ExotelChunker, ExotelConnection, exotel_chunk_ok
+from .mapping import to_canonical
 from .marks import MarkTracker
 from .plivo import PlivoConnection
 from .twilio import TwilioConnection
@@ -33,4 +35,5 @@ __all__ = [
     "MediaReceived", "MediaStreamConnection", "Outbound", "PlivoConnection", "ProtocolErrorEvent",
     "SendClear", "SendMark", "SendMedia", "State", "StreamClosed", "StreamConnected",
     "StreamStarted", "StreamStopped", "TwilioConnection", "canonical", "exotel_chunk_ok",
+    "to_canonical",
 ]
