@@ -59,13 +59,13 @@ def _setup_detail(row: repo.ChannelRow) -> str:
                          "subscribe to the 'messages' field; the channel turns active when Meta "
                          "verifies the URL")
     elif not row.phone_number:
-        steps.append("choose a number (GET /api/v1/channels/{id}/numbers, then PATCH phone_number)"
-                     .replace("{id}", row.id))
+        steps.append(f"choose a number (GET /api/v1/channels/{row.id}/numbers, then PATCH "
+                     "phone_number)")
     target = _target_detail(row)
     if target:
         steps.append(target)
     if row.type in ("voice", "sms") and not steps:
-        steps.append("POST /api/v1/channels/%s/activate to configure the provider's webhook" % row.id)
+        steps.append(f"POST /api/v1/channels/{row.id}/activate to configure the provider's webhook")
     return "; ".join(steps)
 
 
