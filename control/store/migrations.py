@@ -25,6 +25,45 @@ class Migration(msgspec.Struct, frozen=True):
         return self.statements
 
 
+def _messaging_tables(seq_type: str) -> list[str]:
+    """Migration 2. ``seq`` orders messages (arrival order per conversation); the provider-id
+    unique index is what deduplicates redelivered webhooks (wamid, MessageSid)."""
+    return [
+        """CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            channel_id TEXT NOT NULL,
+            remote TEXT NOT NULL,
+            target_state TEXT NOT NULL DEFAULT '{}',
+            lease_owner TEXT,
+            lease_until_ms BIGINT NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (channel_id, remote))""",
+        f"""CREATE TABLE messages (
+            seq {seq_type},
+            id TEXT NOT NULL UNIQUE,
+            channel_id TEXT NOT NULL,
+            conversation_id TEXT NOT NULL,
+            direction TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT 'text',
+            text TEXT,
+            status TEXT NOT NULL,
+            provider_id TEXT,
+            idempotency_key TEXT UNIQUE,
+            reply_to TEXT,
+            delivery TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_ms BIGINT NOT NULL DEFAULT 0,
+            lease_until_ms BIGINT NOT NULL DEFAULT 0,
+            last_error TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL)""",
+        "CREATE UNIQUE INDEX messages_provider_id ON messages(channel_id, direction, provider_id)",
+        "CREATE INDEX messages_work ON messages(direction, status, conversation_id, seq)",
+        "CREATE INDEX messages_channel ON messages(channel_id, seq)",
+    ]
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "channels, agents, flows, api keys", [
         """CREATE TABLE agents (
@@ -74,6 +113,9 @@ MIGRATIONS: list[Migration] = [
         "CREATE TABLE config_version (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)",
         "INSERT INTO config_version (id, version) VALUES (1, 0)",
     ]),
+    Migration(2, "messaging: conversations, inbox and outbox (control.messaging.repo)", {
+        "sqlite": _messaging_tables("INTEGER PRIMARY KEY AUTOINCREMENT"),
+        "postgres": _messaging_tables("BIGSERIAL PRIMARY KEY")}),
 ]
 
 _CREATE_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
