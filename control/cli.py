@@ -150,6 +150,12 @@ def _add_media_plane_commands(sub) -> None:
     p.set_defaults(func=up.gateway_command)
 
 
+def _simulate_call_arguments(p) -> None:
+    from control import simulate          # the logic lives in control/simulate.py
+    simulate.add_arguments(p)
+    p.set_defaults(func=simulate.command)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="converse")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--port", type=int, default=None, help="default: CONTROL_PORT or 8000")
         p.set_defaults(func=_control)
     _add_media_plane_commands(sub)
+
+    sim = sub.add_parser("simulate", help="simulate provider traffic").add_subparsers(
+        dest="simulate_command", required=True)
+    p = sim.add_parser("call", help="play a WAV into a phone channel as Twilio/Plivo/Exotel would")
+    _simulate_call_arguments(p)
 
     sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=_migrate)
 

@@ -91,6 +91,7 @@ async def run_up(settings, store, *, host: str, control_port: int, gateway_port:
     from control.api import create_app
     from control.api.serve import hypercorn_config
     from control.store.directory import StoreDirectory
+    from gateway import media
     from gateway.server import GatewayServer
 
     directory = StoreDirectory(store)
@@ -99,6 +100,7 @@ async def run_up(settings, store, *, host: str, control_port: int, gateway_port:
         # the demo page must point at the gateway we start, whatever port it is on
         app.config["CONVERSE_GATEWAY_PUBLIC_URL"] = f"ws://localhost:{gateway_port}"
     gateway = GatewayServer(directory, settings.token_secret, gateway_limits())
+    media.install(gateway)             # /media/{provider}/{channel_id}: phone media streams
     stop = trio.Event()
 
     def shutdown():
@@ -149,8 +151,10 @@ def up_command(args) -> int:
 async def run_gateway(directory, token_secret: bytes, limits, *, host: str, port: int,
                       reuse_port: bool = False, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """The media plane alone until SIGINT/SIGTERM: stop accepting, end sessions, drain, return."""
+    from gateway import media
     from gateway.server import GatewayServer
     server = GatewayServer(directory, token_secret, limits)
+    media.install(server)              # /media/{provider}/{channel_id}: phone media streams
     async with trio.open_nursery() as nursery:
         await nursery.start(_until_signal, server.shutdown)
         await nursery.start(functools.partial(server.serve, host, port, reuse_port=reuse_port))

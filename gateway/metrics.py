@@ -61,7 +61,8 @@ class SessionStats:
 
     __slots__ = ("frames_in", "frames_out", "events_in", "events_out", "dropped_in",
                  "dropped_out", "late_frames", "cleared_ms", "bad_messages", "added_latency",
-                 "lateness", "close_code", "end_reason", "kind")
+                 "lateness", "close_code", "end_reason", "kind", "gaps_in", "late_in",
+                 "concealed_frames")
 
     def __init__(self, kind: str = "web"):
         self.kind = kind
@@ -78,6 +79,11 @@ class SessionStats:
         self.lateness = LatencyHistogram()        # pacing slot -> actually sent
         self.close_code: int | None = None
         self.end_reason = ""
+        # phone streams: gaps in the provider's frame numbering, frames arriving late/duplicated,
+        # and concealment frames inserted so the agent's timeline stays aligned with the call
+        self.gaps_in = 0
+        self.late_in = 0
+        self.concealed_frames = 0
 
     def summary(self) -> dict:
         def ms(h, q):
@@ -92,6 +98,8 @@ class SessionStats:
             "added_latency_ms": {"p50": ms(self.added_latency, 0.5),
                                  "p99": ms(self.added_latency, 0.99)},
             "pacing_lateness_ms": {"p50": ms(self.lateness, 0.5), "p99": ms(self.lateness, 0.99)},
+            "gaps_in": self.gaps_in, "late_in": self.late_in,
+            "concealed_frames": self.concealed_frames,
             "close_code": self.close_code, "end_reason": self.end_reason,
         }
 

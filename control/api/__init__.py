@@ -11,6 +11,7 @@ from quart import request
 from quart_trio import QuartTrio
 
 from control.api import agents_flows, channels, errors, health, keys, openapi, webhooks, widget
+from control.api import voice_webhooks  # noqa: F401  (registers the voice webhook handlers)
 from control.api.metrics import HTTP_REQUESTS
 from control.api.state import STATE_KEY, AppState
 from control.api.webhooks import WebhookContext, register_webhook_handler, webhook_handler
@@ -23,6 +24,7 @@ __all__ = ["create_app", "BLUEPRINTS", "register_webhook_handler", "webhook_hand
 
 BLUEPRINTS = [health.bp, openapi.bp, channels.bp, agents_flows.bp, keys.bp, webhooks.bp, widget.widget_bp]
 BLUEPRINTS.append(__import__("control.messaging.api", fromlist=["bp"]).bp)  # WhatsApp/SMS (issue 6)
+BLUEPRINTS.append(__import__("control.console", fromlist=["bp"]).bp)  # admin console (issue 8)
 
 
 async def _drain_body():

@@ -335,6 +335,9 @@ async def activate_channel(channel_id: str):
         creds = _decrypt(row)
         number = NumberInfo(number=row.phone_number, provider_id=row.phone_number_id or "")
         url = st.settings.webhook_url(row.provider, row.id)
+        if row.provider == "exotel":   # no signatures: the applet URL carries the channel's media key
+            from control.api.voice_webhooks import exotel_applet_url
+            url = exotel_applet_url(st.settings, row.id)
         try:
             result = await provider_calls.call(provider, "configure_webhook", creds, number, url, row.type)
         except ProviderError as exc:
