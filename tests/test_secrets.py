@@ -12,7 +12,7 @@ import pytest
 from control import secrets as sec
 from control.config import ConfigError, Settings
 from control.store import open_store, repo, rotate_secrets
-from fixtures_control import start_control_server
+from fixtures_control import ControlServer, base_env
 
 
 def test_roundtrip_binds_row_and_detects_tampering():
@@ -100,29 +100,34 @@ def test_interrupted_rotation_keeps_rows_readable(tmp_path):
 
 
 def test_rotate_end_to_end(tmp_path, twilio_emulator):
-    """Key file mode, through the real server: rotate while stopped, restart, credentials work."""
+    """Key file mode: a channel stored under the old key, `converse secrets rotate`, then the real
+    server (reading the new key file) decrypts the credentials to call the provider."""
     tw = twilio_emulator
-    server = start_control_server(tmp_path, f"sqlite:///{tmp_path / 'converse.db'}",
-                                  {"TWILIO_API_BASE": tw.url}, {"twilio": tw})
+    server = ControlServer(tmp_path, base_env(tmp_path, f"sqlite:///{tmp_path / 'converse.db'}",
+                                              {"TWILIO_API_BASE": tw.url}), {"twilio": tw})
+    server.api_key = server.create_key()
+    store = open_store(server.settings)
+    now = repo.now_iso()
+    store.run_sync(repo.insert_channel, repo.ChannelRow(
+        id="ch_1", name="c", type="voice", provider="twilio", created_at=now, updated_at=now,
+        credentials=store.box.encrypt_json(tw.creds, b"channel:ch_1"),
+        credential_fields=sorted(tw.creds)))
+    store.close()
+    old_key = server.settings.secret_key
+    before = _ciphertext(server.settings, "ch_1")
+    result = server.cli("secrets", "rotate")
+    after = _ciphertext(server.settings, "ch_1")
+    assert after.split(".")[1] != before.split(".")[1]          # another key id
+    key_file = tmp_path / "secret.key"
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert not os.path.exists(str(key_file) + sec.PENDING_SUFFIX)
+    with pytest.raises(sec.DecryptError):
+        sec.SecretBox(old_key).decrypt(after, b"channel:ch_1")
     try:
-        with server.client() as api:
-            ch = api.post("/api/v1/channels", json={"type": "voice", "provider": "twilio",
-                                                    "credentials": tw.creds}).json()["id"]
-        server.stop()
-        old_key = server.settings.secret_key
-        before = _ciphertext(server.settings, ch)
-        result = server.cli("secrets", "rotate")
-        after = _ciphertext(server.settings, ch)
-        assert after.split(".")[1] != before.split(".")[1]          # another key id
-        key_file = tmp_path / "secret.key"
-        assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
-        assert not os.path.exists(str(key_file) + sec.PENDING_SUFFIX)
         server.restart()
         assert server.settings.secret_key != old_key
-        with pytest.raises(sec.DecryptError):
-            sec.SecretBox(old_key).decrypt(after, f"channel:{ch}".encode())
         with server.client() as api:
-            r = api.get(f"/api/v1/channels/{ch}/numbers")      # needs the decrypted credentials
+            r = api.get("/api/v1/channels/ch_1/numbers")      # needs the decrypted credentials
             assert r.status_code == 200, r.text
         assert tw.auth_token not in result.stdout + result.stderr + server.log_text()
     finally:
