@@ -206,6 +206,12 @@ class _Native:
         return st
 
 
+def _flags(low_delay) -> int:
+    if not isinstance(low_delay, bool):
+        raise TypeError(f"low_delay must be a bool, got {type(low_delay).__name__}")
+    return lib.CVG_RESAMPLER_MIN_PHASE if low_delay else 0
+
+
 def _new(ctor, free, *args):
     err = ffi.new("int *")
     st = ctor(*args, err)
@@ -220,15 +226,21 @@ class Resampler(_Native):
     ``process(pcm)`` returns every output sample the input so far allows (fed 20 ms, it returns
     20 ms, delayed by ``delay_ms``); the result does not depend on how the input is split.
     ``flush()`` returns the tail still owed and starts a new stream; ``reset()`` drops all state.
+
+    ``low_delay=True`` uses the minimum-phase twin of the filter: the same magnitude response
+    (ripple, -3 dB point, rejection) with ~0.3 ms group delay through most of the band instead of
+    2-4 ms, rising towards the band edge (the phase is not linear; fine for speech).
+    ``delay_ms`` then reports the group delay at a quarter of the lower Nyquist (1 kHz at 8 kHz).
     """
 
     __slots__ = ("in_rate", "out_rate", "_out", "_view", "_cap", "_lens")
 
-    def __init__(self, in_rate: int, out_rate: int):
+    def __init__(self, in_rate: int, out_rate: int, *, low_delay: bool = False):
         self._st = None
         self.in_rate = _rate(in_rate, "in_rate")
         self.out_rate = _rate(out_rate, "out_rate")
-        self._st = _new(lib.cvg_resampler_new, lib.cvg_resampler_free, self.in_rate, self.out_rate)
+        self._st = _new(lib.cvg_resampler_new_ex, lib.cvg_resampler_free, self.in_rate, self.out_rate,
+                        _flags(low_delay))
         self._lens = ffi.new("size_t[2]")
         self._grow(2 * self.out_rate // 10 + 16)  # samples: 200 ms, so 20 ms frames never regrow
 
@@ -475,19 +487,20 @@ class Transcoder(_Native):
     -> str`` returns one; both do the base64 inside C. Invalid base64 or an odd PCM16 byte count raise
     ``ValueError`` and leave the stream untouched. The resampler keeps state across calls exactly as
     ``Resampler`` does (same delay, output independent of framing); ``flush()`` returns the tail in the
-    output codec, ``reset()`` starts over.
+    output codec, ``reset()`` starts over. ``low_delay=True`` as for ``Resampler`` (4 ms -> ~0.3 ms
+    on the 8 kHz paths).
     """
 
     __slots__ = ("in_codec", "in_rate", "out_codec", "out_rate", "_in_bps", "_out_bps", "_num", "_den",
                  "_out", "_chars", "_view", "_cap", "_len", "_in_formats")
 
-    def __init__(self, in_codec: str, in_rate: int, out_codec: str, out_rate: int):
+    def __init__(self, in_codec: str, in_rate: int, out_codec: str, out_rate: int, *, low_delay: bool = False):
         self._st = None
         in_id, out_id = _codec(in_codec, "in_codec"), _codec(out_codec, "out_codec")
         self.in_codec, self.out_codec = CODECS[in_id], CODECS[out_id]
         self.in_rate, self.out_rate = _rate(in_rate, "in_rate"), _rate(out_rate, "out_rate")
         self._st = _new(lib.cvg_transcoder_new, lib.cvg_transcoder_free,
-                        in_id, self.in_rate, out_id, self.out_rate)
+                        in_id, self.in_rate, out_id, self.out_rate, _flags(low_delay))
         self._in_bps = 2 if in_id == 0 else 1
         self._out_bps = 2 if out_id == 0 else 1
         g = _gcd(self.in_rate, self.out_rate)
@@ -497,14 +510,16 @@ class Transcoder(_Native):
         self._grow(2 * self.out_rate // 10 * self._out_bps)  # 200 ms of output, base64-expanded
 
     @classmethod
-    def inbound(cls, codec: str = "ulaw", rate: int = 8000, out_rate: int = 16000) -> "Transcoder":
+    def inbound(cls, codec: str = "ulaw", rate: int = 8000, out_rate: int = 16000, *,
+                low_delay: bool = False) -> "Transcoder":
         """Provider -> agent: ``codec`` at ``rate`` in, PCM16 at ``out_rate`` (16 kHz) out."""
-        return cls(codec, rate, "l16", out_rate)
+        return cls(codec, rate, "l16", out_rate, low_delay=low_delay)
 
     @classmethod
-    def outbound(cls, codec: str = "ulaw", rate: int = 8000, in_rate: int = 24000) -> "Transcoder":
+    def outbound(cls, codec: str = "ulaw", rate: int = 8000, in_rate: int = 24000, *,
+                 low_delay: bool = False) -> "Transcoder":
         """Agent -> provider: PCM16 at ``in_rate`` (24 kHz) in, ``codec`` at ``rate`` out."""
-        return cls("l16", in_rate, codec, rate)
+        return cls("l16", in_rate, codec, rate, low_delay=low_delay)
 
     def _grow(self, cap: int) -> None:
         self._cap = cap

@@ -17,24 +17,24 @@ REQUIRED = [(8000, 16000), (16000, 24000), (24000, 8000), (24000, 16000), (48000
 NOISE = (np.random.default_rng(5).standard_normal(9000) * 6000).clip(-32768, 32767).astype("<i2").tobytes()
 
 
-def ours(in_rate, out_rate):
+def ours(in_rate, out_rate, low_delay=False):
     def make():
-        r = audio.Resampler(in_rate, out_rate)
+        r = audio.Resampler(in_rate, out_rate, low_delay=low_delay)
         return lambda x: np.frombuffer(r.process(x.tobytes()), np.int16)
     return make
 
 
-def whole(in_rate, out_rate, data=NOISE):
-    r = audio.Resampler(in_rate, out_rate)
+def whole(in_rate, out_rate, data=NOISE, low_delay=False):
+    r = audio.Resampler(in_rate, out_rate, low_delay=low_delay)
     return r.process(data) + r.flush()
 
 
 @settings(max_examples=150, derandomize=True, deadline=None)
-@given(pair=st.sampled_from(PAIRS),
+@given(pair=st.sampled_from(PAIRS), low_delay=st.booleans(),
        sizes=st.lists(st.one_of(st.integers(0, 8), st.sampled_from([160, 320, 480, 960]),
                                 st.integers(0, 3000)), min_size=1, max_size=40))
-def test_output_does_not_depend_on_chunking(pair, sizes):
-    r = audio.Resampler(*pair)
+def test_output_does_not_depend_on_chunking(pair, low_delay, sizes):
+    r = audio.Resampler(*pair, low_delay=low_delay)
     out, pos, n = [], 0, len(NOISE) // 2
     for size in sizes * (1 + n // max(1, sum(sizes))):
         if pos >= n:
@@ -42,7 +42,7 @@ def test_output_does_not_depend_on_chunking(pair, sizes):
         out.append(r.process(NOISE[2 * pos:2 * min(n, pos + size)]))
         pos += size
     out.append(r.process(NOISE[2 * pos:]) if pos < n else b"")
-    assert b"".join(out) + r.flush() == whole(*pair)
+    assert b"".join(out) + r.flush() == whole(*pair, low_delay=low_delay)
 
 
 @pytest.mark.parametrize("pair", PAIRS)
@@ -108,8 +108,21 @@ def test_added_latency_fed_20ms_frames(pair):
 
 
 @pytest.mark.parametrize("pair", REQUIRED)
-def test_quality_floors(pair):
-    q = _signal.quality(ours(*pair), *pair)
+def test_low_delay_mode_cuts_the_measured_delay(pair):
+    linear = audio.Resampler(*pair).delay_ms
+    r = audio.Resampler(*pair, low_delay=True)
+    measured = 1000 * _signal.group_delay_s(ours(*pair, low_delay=True), *pair)
+    assert 0 < r.delay_ms < linear / 5
+    assert measured < linear / 4
+    assert measured == pytest.approx(r.delay_ms, abs=0.3)
+    lat = _signal.latency(ours(*pair, low_delay=True), *pair, seconds=0.5)
+    assert lat["held_back_max"] < 1.0 and lat["added_latency_max_ms"] < linear / 4
+
+
+@pytest.mark.parametrize("low_delay", [False, True], ids=["linear", "low_delay"])
+@pytest.mark.parametrize("pair", REQUIRED)
+def test_quality_floors(pair, low_delay):
+    q = _signal.quality(ours(*pair, low_delay=low_delay), *pair)
     assert q["snr_db"] >= 86.0
     assert q["ripple_db"] <= 0.05
     assert q["minus3db_x_nyquist"] >= 0.92
@@ -138,6 +151,8 @@ def test_bad_arguments_raise_clear_errors():
         r.process(b"\x00\x01\x02")
     with pytest.raises(TypeError, match="expected bytes"):
         r.process([0, 1])
+    with pytest.raises(TypeError, match="low_delay must be a bool"):
+        audio.Resampler(8000, 16000, low_delay=1)
 
 
 def test_accepts_bytearray_and_memoryview():

@@ -16,12 +16,13 @@ def frames(data, size):
     return [data[i:i + size] for i in range(0, len(data), size)]
 
 
+@pytest.mark.parametrize("low_delay", [False, True])
 @pytest.mark.parametrize("codec", ["ulaw", "alaw", "l16"])
 @pytest.mark.parametrize("rate,out_rate", [(8000, 16000), (16000, 16000), (8000, 24000), (16000, 48000)])
-def test_inbound_equals_decode_then_resample(codec, rate, out_rate):
+def test_inbound_equals_decode_then_resample(codec, rate, out_rate, low_delay):
     payload = ENCODE[codec](PCM[:2 * rate])                 # 1 s of provider audio
-    t = audio.Transcoder.inbound(codec, rate, out_rate)
-    r = audio.Resampler(rate, out_rate)
+    t = audio.Transcoder.inbound(codec, rate, out_rate, low_delay=low_delay)
+    r = audio.Resampler(rate, out_rate, low_delay=low_delay)
     size = rate // 50 * (2 if codec == "l16" else 1)
     for f in frames(payload, size):
         assert t.process(f) == r.process(DECODE[codec](f))

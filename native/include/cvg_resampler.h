@@ -23,6 +23,12 @@ typedef struct cvg_resampler cvg_resampler;
 
 /* NULL on failure, with *err (if err is not NULL) set to CVG_ERR_RATE or CVG_ERR_ALLOC. */
 CVG_API cvg_resampler *cvg_resampler_new(int in_rate, int out_rate, int *err);
+/* Low-delay mode: CVG_RESAMPLER_MIN_PHASE uses the minimum-phase twin of the filter: the same magnitude
+ * response (ripple, -3 dB point, rejection), a group delay of ~0.3 ms through most of the band instead
+ * of 2-4 ms, rising towards the band edge (non-linear phase). cvg_resampler_delay() then reports the
+ * group delay at a quarter of the lower Nyquist (1 kHz when the lower rate is 8 kHz). */
+#define CVG_RESAMPLER_MIN_PHASE 1
+CVG_API cvg_resampler *cvg_resampler_new_ex(int in_rate, int out_rate, int flags, int *err);
 CVG_API int cvg_resampler_process(cvg_resampler *st, const int16_t *in, size_t *in_len,
                                   int16_t *out, size_t *out_len);
 /* Bytes in, bytes out, for bindings: PCM16 little-endian, in needs no alignment, out must be 2-byte

@@ -17,8 +17,9 @@ enum { CVG_CODEC_PCM16 = 0, CVG_CODEC_ULAW = 1, CVG_CODEC_ALAW = 2 };
 
 typedef struct cvg_transcoder cvg_transcoder;
 
-/* NULL on failure with *err = CVG_ERR_CODEC, CVG_ERR_RATE or CVG_ERR_ALLOC. */
-CVG_API cvg_transcoder *cvg_transcoder_new(int in_codec, int in_rate, int out_codec, int out_rate, int *err);
+/* flags: 0, or CVG_RESAMPLER_MIN_PHASE for the low-delay filter (see cvg_resampler.h).
+ * NULL on failure with *err = CVG_ERR_CODEC, CVG_ERR_RATE, CVG_ERR_ARG or CVG_ERR_ALLOC. */
+CVG_API cvg_transcoder *cvg_transcoder_new(int in_codec, int in_rate, int out_codec, int out_rate, int flags, int *err);
 CVG_API void cvg_transcoder_free(cvg_transcoder *st);
 CVG_API int cvg_transcoder_reset(cvg_transcoder *st);
 

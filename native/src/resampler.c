@@ -22,7 +22,8 @@ struct cvg_resampler {
     int in_rate, out_rate;
     int L, M;               /* out/in = L/M in lowest terms */
     int T;                  /* taps per phase, padded to VEC (zeros on the oldest side) */
-    int N;                  /* prototype length (unpadded), for the delay */
+    int N;                  /* prototype length (unpadded) */
+    double delay_f;         /* group delay in samples at F: (N-1)/2, or the minimum-phase figure */
     float *phases;          /* L x T, ALIGN-aligned, inside phases_mem */
     void *phases_mem;
     float *buf;             /* T-1 history + BLOCK */
@@ -333,12 +334,12 @@ static size_t refill(cvg_resampler *st, source in, size_t at, size_t n)
 
 /* ------------------------------------------------------------------ lifecycle */
 
-static const double *prototype(int k)
+static const double *prototype(int k, int min_phase, double *delay)
 {
     switch (k) {
-    case 2: return cvg_proto_k2;
-    case 3: return cvg_proto_k3;
-    case 6: return cvg_proto_k6;
+    case 2: *delay = min_phase ? cvg_proto_min_k2_delay : 63.5; return min_phase ? cvg_proto_min_k2 : cvg_proto_k2;
+    case 3: *delay = min_phase ? cvg_proto_min_k3_delay : 95.5; return min_phase ? cvg_proto_min_k3 : cvg_proto_k3;
+    case 6: *delay = min_phase ? cvg_proto_min_k6_delay : 191.5; return min_phase ? cvg_proto_min_k6 : cvg_proto_k6;
     default: return NULL;
     }
 }
@@ -356,9 +357,15 @@ static void build_phases(cvg_resampler *st, const double *h, int taps)
 
 cvg_resampler *cvg_resampler_new(int in_rate, int out_rate, int *err)
 {
+    return cvg_resampler_new_ex(in_rate, out_rate, 0, err);
+}
+
+cvg_resampler *cvg_resampler_new_ex(int in_rate, int out_rate, int flags, int *err)
+{
     int e = CVG_OK;
     cvg_resampler *st = NULL;
     if (!supported(in_rate) || !supported(out_rate)) { e = CVG_ERR_RATE; goto fail; }
+    if (flags & ~CVG_RESAMPLER_MIN_PHASE) { e = CVG_ERR_ARG; goto fail; }
 
     st = cvg_calloc(1, sizeof *st);
     if (!st) { e = CVG_ERR_ALLOC; goto fail; }
@@ -370,14 +377,16 @@ cvg_resampler *cvg_resampler_new(int in_rate, int out_rate, int *err)
 
     int taps = 1;                      /* same rate: the identity filter */
     const double *h = NULL;
+    double delay = 0.0;
     if (st->L != st->M) {
         int low = in_rate < out_rate ? in_rate : out_rate;
         int k = st->L * in_rate / low;
-        h = prototype(k);
+        h = prototype(k, flags & CVG_RESAMPLER_MIN_PHASE, &delay);
         if (!h || (CVG_TAPS_PER_LOW * k) % st->L) { e = CVG_ERR_RATE; goto fail; }
         taps = CVG_TAPS_PER_LOW * k / st->L;
     }
     st->N = st->L * taps;
+    st->delay_f = delay;
     st->T = (taps + TAP_PAD - 1) / TAP_PAD * TAP_PAD;
     if (st->L > MAX_L || (st->M + st->L - 1) / st->L > st->T) { e = CVG_ERR_RATE; goto fail; }
     for (int p = 0; p < st->L; p++) {
@@ -499,9 +508,10 @@ long cvg_resampler_process_bytes(cvg_resampler *st, const uint8_t *in, size_t in
 size_t cvg_resampler_flush_len(const cvg_resampler *st)
 {
     if (!st || st->n_in == 0) return 0;
-    /* Outputs j whose time j*M (at rate F) minus the delay (N-1)/2 falls before the end of the input
-     * n_in*L: j*M < n_in*L + (N-1)/2, i.e. ceil((2*n_in*L + N-1) / (2M)) outputs in all. */
-    uint64_t twice = 2 * st->n_in * (uint64_t)st->L + (uint64_t)(st->N - 1);
+    /* Outputs j whose time j*M (at rate F) minus the delay falls before the end of the input n_in*L:
+     * j*M < n_in*L + delay, i.e. ceil((n_in*L + delay) / M) outputs in all. The delay is a multiple
+     * of 0.5 for linear phase, so doubling keeps the linear-phase count exact in integers. */
+    uint64_t twice = 2 * st->n_in * (uint64_t)st->L + (uint64_t)ceil(2.0 * st->delay_f);
     uint64_t total = (twice + 2 * (uint64_t)st->M - 1) / (2 * (uint64_t)st->M);
     return total > st->n_out ? (size_t)(total - st->n_out) : 0;
 }
@@ -526,7 +536,7 @@ int cvg_resampler_flush(cvg_resampler *st, int16_t *out, size_t *out_len)
 double cvg_resampler_delay(const cvg_resampler *st)
 {
     if (!st) return 0.0;
-    return (st->N - 1) / (2.0 * st->M);
+    return st->delay_f / st->M;
 }
 
 size_t cvg_resampler_max_out(const cvg_resampler *st, size_t n)

@@ -12,5 +12,9 @@
 extern CVG_FILTERS_HIDDEN const double cvg_proto_k2[128];
 extern CVG_FILTERS_HIDDEN const double cvg_proto_k3[192];
 extern CVG_FILTERS_HIDDEN const double cvg_proto_k6[384];
+/* minimum-phase twins and their group delay (samples at F, at 0.25 x the lower Nyquist) */
+extern CVG_FILTERS_HIDDEN const double cvg_proto_min_k2[128], cvg_proto_min_k2_delay;
+extern CVG_FILTERS_HIDDEN const double cvg_proto_min_k3[192], cvg_proto_min_k3_delay;
+extern CVG_FILTERS_HIDDEN const double cvg_proto_min_k6[384], cvg_proto_min_k6_delay;
 
 #endif

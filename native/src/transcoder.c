@@ -99,14 +99,14 @@ static void convert(cvg_transcoder *st, const uint8_t *in, size_t n_bytes, sink 
     }
 }
 
-cvg_transcoder *cvg_transcoder_new(int in_codec, int in_rate, int out_codec, int out_rate, int *err)
+cvg_transcoder *cvg_transcoder_new(int in_codec, int in_rate, int out_codec, int out_rate, int flags, int *err)
 {
     int e = CVG_OK;
     cvg_transcoder *st = NULL;
     if (!codec_ok(in_codec) || !codec_ok(out_codec)) { e = CVG_ERR_CODEC; goto fail; }
     st = cvg_calloc(1, sizeof *st);
     if (!st) { e = CVG_ERR_ALLOC; goto fail; }
-    st->rs = cvg_resampler_new(in_rate, out_rate, &e);
+    st->rs = cvg_resampler_new_ex(in_rate, out_rate, flags, &e);
     if (!st->rs) goto fail;
     st->in_codec = in_codec;
     st->out_codec = out_codec;

@@ -19,8 +19,8 @@ int main(void)
     for (int i = 0; i < 960; i++) in[i] = (int16_t)(i * 37 - 16000);
     cvg_resampler *r[3] = {cvg_resampler_new(16000, 24000, NULL), cvg_resampler_new(24000, 8000, NULL),
                            cvg_resampler_new(48000, 16000, NULL)};
-    cvg_transcoder *tin = cvg_transcoder_new(CVG_CODEC_ULAW, 8000, CVG_CODEC_PCM16, 16000, NULL);
-    cvg_transcoder *tout = cvg_transcoder_new(CVG_CODEC_PCM16, 24000, CVG_CODEC_ULAW, 8000, NULL);
+    cvg_transcoder *tin = cvg_transcoder_new(CVG_CODEC_ULAW, 8000, CVG_CODEC_PCM16, 16000, 0, NULL);
+    cvg_transcoder *tout = cvg_transcoder_new(CVG_CODEC_PCM16, 24000, CVG_CODEC_ULAW, 8000, 0, NULL);
     long before = cvg_alloc_count();
     int bad = 0;
     for (int i = 0; i < 10000; i++) {

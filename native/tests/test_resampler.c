@@ -15,6 +15,7 @@ static const int RATES[4] = {8000, 16000, 24000, 48000};
 #define N_OUT (N_IN * 6 + 2000)
 static int16_t in[N_IN], whole[N_OUT], parts[N_OUT];
 static int fails;
+static int flags;                      /* 0 or CVG_RESAMPLER_MIN_PHASE for the whole chunking pass */
 
 #define CHECK(cond, ...) do { if (!(cond)) { fails++; printf("  FAIL %s:%d: ", __FILE__, __LINE__); \
     printf(__VA_ARGS__); printf("\n"); } } while (0)
@@ -41,7 +42,7 @@ static size_t run(cvg_resampler *r, int16_t *out, int chunked)
 
 static void chunking(int a, int b)
 {
-    cvg_resampler *r = cvg_resampler_new(a, b, NULL);
+    cvg_resampler *r = cvg_resampler_new_ex(a, b, flags, NULL);
     size_t n1 = run(r, whole, 0), n2 = run(r, parts, 1);   /* flush reset the state in between */
     CHECK(n1 > 0 && n1 == n2 && !memcmp(whole, parts, n1 * 2), "%d->%d chunked output differs", a, b);
     /* 20 ms in, 20 ms out, from the first frame */
@@ -115,11 +116,25 @@ int main(void)
     cvg_resampler_free(r);
     cvg_resampler_free(NULL);
 
-    for (int kernel = 0; kernel < 2; kernel++) {
-        setenv("CVG_RESAMPLER_GENERIC", kernel ? "1" : "0", 1);
+    for (int pass = 0; pass < 4; pass++) {
+        setenv("CVG_RESAMPLER_GENERIC", pass & 1 ? "1" : "0", 1);
+        flags = pass & 2 ? CVG_RESAMPLER_MIN_PHASE : 0;
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++) chunking(RATES[i], RATES[j]);
     }
+    flags = 0;
+    CHECK(!cvg_resampler_new_ex(8000, 16000, 4, &err) && err == CVG_ERR_ARG, "unknown flag accepted");
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            if (i == j) continue;
+            cvg_resampler *lin = cvg_resampler_new(RATES[i], RATES[j], NULL);
+            cvg_resampler *mp = cvg_resampler_new_ex(RATES[i], RATES[j], CVG_RESAMPLER_MIN_PHASE, NULL);
+            CHECK(cvg_resampler_delay(mp) > 0 && cvg_resampler_delay(mp) < cvg_resampler_delay(lin) / 5,
+                  "%d->%d min-phase delay %.2f vs %.2f", RATES[i], RATES[j], cvg_resampler_delay(mp),
+                  cvg_resampler_delay(lin));
+            cvg_resampler_free(lin);
+            cvg_resampler_free(mp);
+        }
     unsetenv("CVG_RESAMPLER_GENERIC");
 
     /* passband gain and stopband rejection on the phone conversions */
@@ -140,7 +155,8 @@ int main(void)
     CHECK(!wrapped && clipped, "square wave wrapped=%d clipped=%d", wrapped, clipped);
     cvg_resampler_free(r);
 
-    printf("test_resampler: guards, 16 rate pairs x 2 kernels chunking/frames/reset/room, gain, rejection, "
+    printf("test_resampler: guards, 16 rate pairs x 2 kernels x {linear, min-phase} chunking/frames/reset/room/bytes, "
+           "min-phase delay, gain, rejection, "
            "saturation: %s\n", fails ? "FAIL" : "ok");
     return fails != 0;
 }

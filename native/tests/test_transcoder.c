@@ -32,8 +32,8 @@ static size_t b64enc(const uint8_t *in, size_t n, char *o)
 /* mu-law 8 kHz -> PCM16 16 kHz, frame by frame, raw and base64, against ulaw_decode + resampler. */
 static void inbound(void)
 {
-    cvg_transcoder *t = cvg_transcoder_new(CVG_CODEC_ULAW, 8000, CVG_CODEC_PCM16, 16000, NULL);
-    cvg_transcoder *tb = cvg_transcoder_new(CVG_CODEC_ULAW, 8000, CVG_CODEC_PCM16, 16000, NULL);
+    cvg_transcoder *t = cvg_transcoder_new(CVG_CODEC_ULAW, 8000, CVG_CODEC_PCM16, 16000, 0, NULL);
+    cvg_transcoder *tb = cvg_transcoder_new(CVG_CODEC_ULAW, 8000, CVG_CODEC_PCM16, 16000, 0, NULL);
     cvg_resampler *r = cvg_resampler_new(8000, 16000, NULL);
     cvg_ulaw_encode(pcm, 8000, codes);
     for (int f = 0; f < 50; f++) {
@@ -66,7 +66,7 @@ static void inbound(void)
 /* PCM16 24 kHz -> A-law 8 kHz, base64 out, odd frame sizes, against resampler + alaw_encode + base64. */
 static void outbound(void)
 {
-    cvg_transcoder *t = cvg_transcoder_new(CVG_CODEC_PCM16, 24000, CVG_CODEC_ALAW, 8000, NULL);
+    cvg_transcoder *t = cvg_transcoder_new(CVG_CODEC_PCM16, 24000, CVG_CODEC_ALAW, 8000, 0, NULL);
     cvg_resampler *r = cvg_resampler_new(24000, 8000, NULL);
     size_t pos = 0;
     for (int f = 0; pos + 1000 < 24000; f++) {
@@ -88,8 +88,8 @@ int main(void)
 {
     int err = 0;
     for (int i = 0; i < 24000; i++) pcm[i] = (int16_t)((i * 7919) % 30001 - 15000);
-    CHECK(!cvg_transcoder_new(9, 8000, 0, 16000, &err) && err == CVG_ERR_CODEC, "codec 9");
-    CHECK(!cvg_transcoder_new(1, 11025, 0, 16000, &err) && err == CVG_ERR_RATE, "rate 11025");
+    CHECK(!cvg_transcoder_new(9, 8000, 0, 16000, 0, &err) && err == CVG_ERR_CODEC, "codec 9");
+    CHECK(!cvg_transcoder_new(1, 11025, 0, 16000, 0, &err) && err == CVG_ERR_RATE, "rate 11025");
     size_t n = 0;
     CHECK(cvg_transcoder_process(NULL, codes, 1, out, &n) == CVG_ERR_NULL, "NULL state");
     cvg_transcoder_free(NULL);
