@@ -358,3 +358,37 @@ async def test_a_new_route_and_leg_plug_into_server_and_session(nursery, autojum
     assert info.value.status == 404
     await ws.aclose()
     server.shutdown()
+
+
+class BurstyAgent:
+    """Sends 40 ms of audio every 30 ms: faster than real time, with the buffer running empty
+    between chunks (how streaming TTS often arrives)."""
+
+    def __init__(self, config, limits):
+        pass
+
+    async def run(self, start, inbox, outbox):
+        chunk = tone(0.040)
+        for _ in range(100):
+            await outbox.send(chunk)
+            await trio.sleep(0.030)
+        async for _ in inbox:
+            pass
+
+
+async def test_lead_stays_bounded_when_the_agent_is_bursty(nursery, autojump_clock, monkeypatch):
+    monkeypatch.setitem(agents.CONNECTORS, "script", BurstyAgent)
+    lead = 0.060
+    server = await start_gateway(nursery, directory_with(), Limits(pacing_lead_s=lead))
+    ws = await open_session(server, "/ws/agent/s")
+    received, start = 0, None
+    while received < 100 * 1920:
+        message = await ws.receive()
+        if type(message) is bytes:
+            now = trio.current_time()
+            start = start if start is not None else now
+            received += len(message)
+            assert received <= ((now - start) + lead + 0.001) * 48000 + 960
+    assert next(iter(server.sessions)).stats.late_frames == 0
+    await ws.aclose()
+    server.shutdown()
