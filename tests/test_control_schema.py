@@ -38,8 +38,42 @@ def schema_server(tmp_path_factory):
         yield server
 
 
+def _seed(server) -> str:
+    """A schemathesis.toml that pins the path parameters to real ids, so generated requests reach
+    the handlers' logic (a Twilio channel against the emulator, a web channel, a WhatsApp one)
+    instead of stopping at 404. Bodies, queries and headers are still generated."""
+    with server.client() as api:
+        def post(path, body):
+            r = api.post(path, json=body)
+            assert r.status_code == 201, r.text
+            return r.json()["id"]
+
+        agent = post("/api/v1/agents", {"name": "a", "kind": "echo"})
+        spare_agent = post("/api/v1/agents", {"name": "spare", "kind": "echo"})
+        flow = post("/api/v1/flows", {"name": "f", "definition": {"nodes": {}}})
+        web = post("/api/v1/channels", {"type": "web", "agent_id": agent,
+                                        "allowed_origins": ["https://a.example"]})
+        voice = post("/api/v1/channels", {"type": "voice", "provider": "twilio", "flow_id": flow,
+                                          "credentials": server.twilio.creds,
+                                          "phone_number": "+15005550006"})
+        whatsapp = post("/api/v1/channels", {"type": "whatsapp", "provider": "meta",
+                                             "credentials": server.meta.creds})
+        spare = post("/api/v1/channels", {"type": "web"})
+
+    def params(**kw) -> str:
+        return "{ " + ", ".join(f'"path.{k}" = "{v}"' for k, v in kw.items()) + " }"
+
+    return "\n".join([
+        "parameters = " + params(channel_id=voice, agent_id=spare_agent, flow_id=flow, provider="twilio"),
+        "[[operations]]", 'include-operation-id = ["session_url"]', "parameters = " + params(channel_id=web),
+        "[[operations]]", 'include-operation-id = ["delete_channel"]', "parameters = " + params(channel_id=spare),
+        "[[operations]]", 'include-operation-id = ["webhook_get"]',
+        "parameters = " + params(channel_id=whatsapp, provider="meta"), ""])
+
+
 def test_openapi_fuzz_no_server_errors(schema_server, tmp_path):
     require(SCHEMATHESIS.exists(), f"schemathesis CLI not found at {SCHEMATHESIS}")
+    (tmp_path / "schemathesis.toml").write_text(_seed(schema_server))
     cmd = [str(SCHEMATHESIS), "run", schema_server.base_url + "/api/v1/openapi.json",
            "-H", f"Authorization: Bearer {schema_server.api_key}",
            # positive_data_acceptance is left out on purpose: some valid-looking bodies are refused
