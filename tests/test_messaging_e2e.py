@@ -28,7 +28,13 @@ FAST_ENV = {"CONVERSE_MESSAGING_POLL_S": "0.2", "CONVERSE_MESSAGING_LEASE_S": "2
             "CONVERSE_MESSAGING_MAX_ATTEMPTS": "4", "CONVERSE_PROVIDER_DEADLINE_S": "1.5"}
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+# Provider-side behaviour (retries, timeouts, reconciliation) does not depend on the database:
+# those tests run on SQLite only; everything that leans on the store runs on both.
+BOTH = pytest.mark.parametrize("server", ["sqlite", "postgres"], indirect=True)
+SQLITE = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="module")
 def server(request, tmp_path_factory):
     from emulators import MetaEmulator, TwilioEmulator
 
@@ -115,6 +121,7 @@ def sent_to(meta, to: str) -> list[str]:
     return [text for dest, text in meta.sent_texts() if dest == to]
 
 
+@BOTH
 def test_whatsapp_text_gets_one_reply_and_is_marked_read(server, api, wa):
     meta = server.meta
     payload, wamid = meta.inbound_text("héllo @ there", from_="16505550001")
@@ -136,6 +143,7 @@ def test_whatsapp_text_gets_one_reply_and_is_marked_read(server, api, wa):
     assert sent_to(meta, "16505550001") == ["You said: héllo @ there"]
 
 
+@SQLITE
 def test_whatsapp_signature_rejected_before_parsing(server, api, wa):
     payload, _ = server.meta.inbound_text("forged", from_="16505550002")
     assert post_meta(server, wa, payload, secret="not-the-app-secret").status_code == 403
@@ -150,6 +158,7 @@ def test_whatsapp_signature_rejected_before_parsing(server, api, wa):
     wait_for(lambda: sent_to(server.meta, "16505550002"), "the reply")
 
 
+@SQLITE
 def test_whatsapp_malformed_but_signed_is_acknowledged_and_logged_without_payload(server, api, wa):
     secret_words = "private-words-" + str(time.monotonic_ns())
     for body in (b"{\"object\": \"whatsapp_business_account\", \"entry\": 5, \"x\": \"%s\"}"
@@ -160,6 +169,7 @@ def test_whatsapp_malformed_but_signed_is_acknowledged_and_logged_without_payloa
     assert secret_words not in server.log_text()
 
 
+@SQLITE
 def test_whatsapp_non_text_gets_the_polite_reply(server, api, wa):
     meta = server.meta
     payload, wamid = meta.inbound_text("x", from_="16505550003")
@@ -173,6 +183,7 @@ def test_whatsapp_non_text_gets_the_polite_reply(server, api, wa):
     assert stored[0]["kind"] == "image" and stored[0]["provider_id"] == wamid
 
 
+@BOTH
 def test_whatsapp_statuses_out_of_order_never_go_backwards(server, api, wa):
     meta = server.meta
     payload, _ = meta.inbound_text("status me", from_="16505550004")
@@ -186,6 +197,7 @@ def test_whatsapp_statuses_out_of_order_never_go_backwards(server, api, wa):
     assert post_meta(server, wa, meta.status_update("wamid.unknown", "read")).status_code == 200
 
 
+@SQLITE
 def test_whatsapp_failed_status_recorded(server, api, wa):
     meta = server.meta
     payload, _ = meta.inbound_text("fail me", from_="16505550005")
@@ -196,6 +208,7 @@ def test_whatsapp_failed_status_recorded(server, api, wa):
     assert got["delivery"] == "failed" and "131047" in got["last_error"]
 
 
+@SQLITE
 def test_whatsapp_retries_500_and_429_then_sends_once(server, api, wa):
     meta = server.meta
     meta.fail("messages", 500, times=1)
@@ -209,6 +222,7 @@ def test_whatsapp_retries_500_and_429_then_sends_once(server, api, wa):
     assert out[0]["attempts"] >= 1
 
 
+@SQLITE
 def test_whatsapp_permanent_error_dead_letter_visible(server, api, wa):
     meta = server.meta
     # 400 (a Graph error that is not a throttle): no retry.
@@ -222,6 +236,7 @@ def test_whatsapp_permanent_error_dead_letter_visible(server, api, wa):
     assert sent_to(meta, "16505550007") == []
 
 
+@SQLITE
 def test_whatsapp_timeout_is_not_blindly_repeated(server, api, wa):
     """A send that times out may have reached Meta (the emulator records it after the hang): it
     is dead-lettered as unconfirmed, never repeated; a status webhook with its key adopts it."""
@@ -242,6 +257,7 @@ def test_whatsapp_timeout_is_not_blindly_repeated(server, api, wa):
     assert (got["status"], got["provider_id"], got["delivery"]) == ("sent", sent[0]["id"], "delivered")
 
 
+@SQLITE
 def test_whatsapp_other_phone_number_ids_ignored(server, api, wa):
     meta = server.meta
     payload, _ = meta.inbound_text("not ours", from_="16505550009")
@@ -278,6 +294,7 @@ def twilio_sent_to(twilio, to: str) -> list[str]:
     return [m["body"] for m in twilio.sent() if m["to"] == to]
 
 
+@SQLITE
 def test_sms_signature_vectors_from_the_sdk(server, api, sms):
     public = server.settings.webhook_url("twilio", sms["id"])
     params = {"MessageSid": "SM" + "1" * 32, "From": "+14155550100", "To": "+15005550006",
@@ -298,6 +315,7 @@ def test_sms_signature_vectors_from_the_sdk(server, api, sms):
     assert twilio_sent_to(server.twilio, "+14155550100") == ["You said: hi from the sdk"]
 
 
+@BOTH
 def test_sms_duplicate_delivery_and_status_callback(server, api, sms):
     params, headers = sms_in(server, sms, "dup", "+14155550101", sid="SM" + "2" * 32)
     for _ in range(3):
@@ -315,6 +333,7 @@ def test_sms_duplicate_delivery_and_status_callback(server, api, sms):
     assert messages(api, sms["id"], direction="outbound")[0]["delivery"] == "delivered"
 
 
+@BOTH
 def test_sms_order_within_a_conversation(server, api, sms):
     for n in range(6):
         params, headers = sms_in(server, sms, f"m{n}", "+14155550102")
@@ -323,6 +342,7 @@ def test_sms_order_within_a_conversation(server, api, sms):
     assert twilio_sent_to(server.twilio, "+14155550102") == [f"You said: m{n}" for n in range(6)]
 
 
+@SQLITE
 def test_sms_timeout_reconciled_by_lookup_not_repeated(server, api, sms):
     """The send hangs past the deadline, then the emulator creates the message anyway: the outbox
     finds it by listing messages and records it instead of sending it again."""
@@ -336,6 +356,7 @@ def test_sms_timeout_reconciled_by_lookup_not_repeated(server, api, sms):
     assert len(twilio.calls("messages.list")) >= 1
 
 
+@SQLITE
 def test_sms_dropped_connection_lookup_then_resend_once(server, api, sms):
     """A dropped connection (no answer; the emulator did not create it): lookup finds nothing,
     the reply is sent again, once."""
@@ -348,6 +369,7 @@ def test_sms_dropped_connection_lookup_then_resend_once(server, api, sms):
     assert twilio_sent_to(twilio, "+14155550104") == ["You said: dropped"]
 
 
+@SQLITE
 def test_sms_retries_exhausted_dead_letter(server, api, sms):
     server.twilio.fail("messages.create", 503, times=None)
     params, headers = sms_in(server, sms, "never", "+14155550105")
@@ -358,6 +380,7 @@ def test_sms_retries_exhausted_dead_letter(server, api, sms):
     assert twilio_sent_to(server.twilio, "+14155550105") == []
 
 
+@BOTH
 def test_inactive_channel_stores_but_never_answers(server, api, sms):
     r = api.post(f"/api/v1/channels/{sms['id']}/deactivate")
     assert r.status_code == 200 and r.json()["status"] == "inactive"
@@ -375,6 +398,7 @@ def test_inactive_channel_stores_but_never_answers(server, api, sms):
     assert twilio_sent_to(server.twilio, "+14155550106") == ["You said: back"]
 
 
+@SQLITE
 def test_sms_http_agent_failure_retried_then_failed(server, api, sms):
     r = api.post("/api/v1/agents", json={"name": "down", "kind": "http",
                                          "config": {"url": "http://127.0.0.1:9/", "timeout_s": 1}})
@@ -387,6 +411,7 @@ def test_sms_http_agent_failure_retried_then_failed(server, api, sms):
     assert twilio_sent_to(server.twilio, "+14155550107") == []
 
 
+@BOTH
 def test_two_hundred_concurrent_conversations(server, api, sms):
     import trio
 
@@ -414,6 +439,7 @@ def test_two_hundred_concurrent_conversations(server, api, sms):
 
 
 # -------------------------------------------------------------------------------------- API
+@BOTH
 def test_messages_api_filters_and_errors(server, api, sms):
     params, headers = sms_in(server, sms, "api", "+14155550108")
     post_sms(server, sms, params, headers)

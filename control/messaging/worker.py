@@ -139,10 +139,12 @@ class Inbox:
         attempts = await self.store.run(mrepo.count_attempt, m.id, f"agent: {exc}"[:500])
         if attempts >= self.ms.agent_attempts:
             log.warning("messaging: giving up on message %s after %d agent failures (%s)",
-                        m.id, attempts, exc.code)
+                        m.id, attempts, exc.code,
+                        exc_info=exc.__cause__ if exc.code == "agent_crashed" else None)
             await self.store.run(mrepo.finish_inbound, m.id, "failed", f"agent: {exc}"[:500])
             return True
-        log.info("messaging: agent failed on %s (%s); will retry", m.id, exc.code)
+        log.info("messaging: agent failed on %s (%s); will retry", m.id, exc.code,
+                 exc_info=exc.__cause__ if exc.code == "agent_crashed" else None)
         return False
 
     async def _mark_read(self, channel, m: mrepo.Message) -> None:

@@ -4,7 +4,8 @@ Messaging channels (WhatsApp, SMS) have no live session: each inbound message is
 runs the ordinary connector (``echo``, ``http``, ``websocket``) with ``start`` (session id = the
 conversation id, so the agent can keep its own context; ``variables.history`` carries the recent
 exchange), then ``{"type":"text"}``, and collects assistant ``transcript`` events. The caller side
-ends the turn once the agent has answered (or failed), and the whole turn runs under ``deadline``.
+ends the turn once the agent has answered (or failed) -- for a websocket agent, once it has then
+been quiet for ``QUIET_S`` (it may greet first) -- and the whole turn runs under ``deadline``.
 
     replies = await reply_text(agent, "cv_1", "hello", channel_id="ch_1", channel_type="sms",
                                caller="+14155550123", history=[("user", "hi"), ...])
@@ -19,6 +20,7 @@ from gateway.limits import Limits
 from gateway.protocols.canonical import Caller, End, Error, Start, Text, Transcript
 
 MAX_REPLIES = 10           # a chatty agent cannot flood a phone with messages from one turn
+QUIET_S = 0.5              # websocket agents: the turn is over after this long without output
 
 
 class AgentTurnError(Exception):
@@ -54,6 +56,13 @@ async def reply_text(agent: AgentInfo, conversation_id: str, text: str, *, chann
         # The turn's input: the text, then (once the agent answered) the end of the "session".
         yield Text(text=text)
         await answered.wait()
+        if agent.kind == "websocket":
+            # A streaming agent may say several things (a greeting on start, then the answer):
+            # the turn ends when it has been quiet for QUIET_S.
+            seen = -1
+            while seen != len(replies) + len(errors):
+                seen = len(replies) + len(errors)
+                await trio.sleep(QUIET_S)
         yield End(reason="turn complete")
 
     async def run_connector():
