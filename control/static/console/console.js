@@ -154,6 +154,7 @@
       });
       alertEl.hidden = true;
       const fs = steps[n - 1];
+      fs.insertBefore(alertEl, $(".actions", fs));   // errors show next to the fields they concern
       focusFirst(fs);
     }
 

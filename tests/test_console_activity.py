@@ -1,0 +1,81 @@
+"""Activity persistence (control/console/activity.py): a gateway's finished sessions are recorded
+with their stats; recording never breaks or delays the end of a session beyond its deadline."""
+from __future__ import annotations
+
+import pytest
+import trio
+
+from control.config import Settings
+from control.console import activity
+from control.secrets import generate_key, parse_key
+from control.store import open_store
+from gateway.metrics import SessionStats
+
+
+class _Start:
+    def __init__(self, channel_id):
+        self.channel_id = channel_id
+
+
+class _Session:
+    """Only what ``attach`` reads from a gateway Session: id, start.channel_id, stats."""
+
+    def __init__(self, sid, channel_id, frames):
+        self.id, self.start, self.stats = sid, _Start(channel_id), SessionStats("twilio")
+        self.stats.frames_in = frames
+        self.stats.added_latency.record(0.002)
+
+
+class _Gateway:
+    def __init__(self):
+        self.ran = []
+
+    async def run_session(self, session):
+        await trio.sleep(0)
+        self.ran.append(session.id)
+        return session.stats
+
+
+@pytest.fixture
+def store(tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'a.db'}",
+                        secret_key=parse_key(generate_key()))
+    s = open_store(settings)
+    yield s
+    s.close()
+
+
+async def test_attach_records_finished_sessions(store):
+    # real clock: the store's worker threads are real time (an autojump clock would race them)
+    gw = _Gateway()
+    activity.attach(gw, store)
+    stats = await gw.run_session(_Session("s1", "ch_a", 150))
+    assert stats.frames_in == 150 and gw.ran == ["s1"]
+    await gw.run_session(_Session("s2", "ch_b", 10))
+    rows = await store.read(activity.recent, None)
+    assert [r.id for r in rows] == ["s2", "s1"]
+    assert rows[1].channel_id == "ch_a" and rows[1].frames_in == 150
+    assert rows[1].duration_s >= 0 and rows[1].p50_ms == pytest.approx(2.0, rel=0.25)
+    only_a = await store.read(activity.recent, "ch_a")
+    assert [r.id for r in only_a] == ["s1"]
+
+
+async def test_recording_failure_does_not_break_the_session(store):
+    gw = _Gateway()
+    activity.attach(gw, store)
+    store.close()                                 # every write now fails
+    activity._ready.discard(store)
+    stats = await gw.run_session(_Session("s3", "ch_a", 1))
+    assert stats.frames_in == 1
+
+
+def test_table_is_bounded(store, monkeypatch):
+    monkeypatch.setattr(activity, "KEEP", 5)
+    store.run_sync(activity._ensure)
+    for i in range(8):
+        rec = activity.from_stats(f"s{i}", "ch", 1_790_000_000 + i, 1.0, SessionStats())
+        store.run_sync(activity.insert, rec)
+    ids = [r.id for r in store.run_sync(activity.recent, None)]
+    assert ids == ["s7", "s6", "s5", "s4", "s3"]
+    chart = activity.latency_chart([])
+    assert chart["empty"]
