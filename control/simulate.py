@@ -37,6 +37,7 @@ from gateway import audio, transport
 PROVIDERS = ("twilio", "plivo", "exotel")
 FRAME_S = 0.020
 EXOTEL_CHUNK_S = 0.100
+PLAYOUT_DELAY_S = 0.060
 
 
 # -- WAV input/output ----------------------------------------------------------------------------
@@ -117,7 +118,9 @@ class CallResult:
     bad_messages: list[str] = field(default_factory=list)
     t0: float = 0.0                     # trio time when the first audio frame was sent
     call_id: str = ""
-    unplayed_at_clear: list[float] = field(default_factory=list)   # seconds queued, dropped
+    # at each clear: seconds of audio the gateway had sent ahead of real time (what it dropped
+    # beyond the provider's own playout delay)
+    ahead_at_clear: list[float] = field(default_factory=list)
 
 
 def _emit(spec: CallSpec, text: str) -> None:
@@ -316,6 +319,8 @@ class Player:
         self.provider = spec.provider
         self.result = result
         self.play_end = 0.0                  # when everything queued will have played
+        self.spurt_at = 0.0                  # first arrival of the current talk spurt
+        self.spurt_s = 0.0                   # seconds of audio received in it
         self.marks: list[tuple[float, str]] = []
         self.wakeup = trio.Event()
 
@@ -323,7 +328,12 @@ class Player:
         return max(0, int(round((t - self.result.t0) * 8000))) * 2
 
     def audio(self, pcm8k: bytes, now: float) -> None:
-        start = max(now, self.play_end)
+        # A provider plays through a small jitter buffer: after an underrun, playback resumes
+        # PLAYOUT_DELAY_S after the audio arrives, so arrival jitter does not chop the audio.
+        start = self.play_end if self.play_end >= now else now + PLAYOUT_DELAY_S
+        if start != self.play_end:                  # a new talk spurt: restart its clock
+            self.spurt_at, self.spurt_s = now, 0.0
+        self.spurt_s += len(pcm8k) / 16000.0
         pos = self._pos(start)
         heard = self.result.heard
         if len(heard) < pos:
@@ -337,7 +347,10 @@ class Player:
 
     def clear(self, now: float) -> list[str]:
         """Drop what has not played; returns the marks that were pending."""
-        self.result.unplayed_at_clear.append(max(0.0, self.play_end - now))
+        if self.play_end > now:
+            self.result.ahead_at_clear.append(self.spurt_s - (now - self.spurt_at))
+        else:
+            self.result.ahead_at_clear.append(0.0)
         if self.play_end > now:
             del self.result.heard[self._pos(now):]
             self.play_end = now

@@ -119,9 +119,10 @@ class Stack:
             token = url.rpartition("key=")[2]
         else:
             token = tokens[provider]
+        kw.setdefault("auth_token", token)
         return CallSpec(provider=provider, channel_id=self.channels[channel], pcm8k=pcm,
                         control_url=self.control.base_url,
-                        public_url=self.control.settings.public_url, auth_token=token, **kw)
+                        public_url=self.control.settings.public_url, **kw)
 
 
 def _channel(api, provider: str, creds: dict, number: str, agent: str, activate=True) -> str:
@@ -204,7 +205,7 @@ def _pcm(data) -> np.ndarray:
     return np.frombuffer(bytes(data), dtype="<i2").astype(np.float64)
 
 
-def best_correlation(sent: bytes, heard: bytes, max_lag: int = 2400) -> tuple[float, int]:
+def best_correlation(sent: bytes, heard: bytes, max_lag: int = 4800) -> tuple[float, int]:
     """Normalised cross-correlation of ``heard`` against ``sent`` at the best lag (samples)."""
     x, y = _pcm(sent), _pcm(heard)
     best, best_lag = -1.0, 0
@@ -251,7 +252,8 @@ async def test_echo_marks_and_dtmf_all_providers(stack, speech):
         assert result.refused is None, (provider, result.answer)
         corr, lag = best_correlation(speech, result.heard)
         assert corr >= 0.9, (provider, corr, lag)
-        assert lag < 0.25 * 8000, (provider, lag)     # the echo is not late by whole chunks
+        # the echo is not late by whole chunks (Exotel: one 200 ms minimum chunk is inherent)
+        assert lag < (0.45 if provider == "exotel" else 0.2) * 8000, (provider, lag)
         events = agent.events[result.call_id]
         start = events[0]
         assert start.channel_type == "voice" and start.variables["provider"] == provider
@@ -290,8 +292,11 @@ async def test_clear_mid_utterance_stops_audio(stack, speech):
     for provider, result in results.items():
         assert result.refused is None, (provider, result.answer)
         assert len(result.clears) == 1, (provider, result.clears)
-        lead = 0.2 + 0.02 if provider == "exotel" else 0.06
-        assert result.unplayed_at_clear[0] <= lead + 0.04, (provider, result.unplayed_at_clear)
+        # sent ahead of real time when the clear came: at most the pacing lead plus the frame
+        # in flight (20 ms; Exotel: a 200 ms chunk + 20 ms lead), with 60 ms for arrival jitter
+        # on a busy box (without pacing it would be the whole 3 s tone)
+        lead = 0.2 + 0.02 if provider == "exotel" else 0.06 + 0.02
+        assert 0 < result.ahead_at_clear[0] <= lead + 0.06, (provider, result.ahead_at_clear)
         heard = _pcm(result.heard)
         clear_at = int(result.clears[0] * 8000)
         assert np.abs(heard[:clear_at - 800]).mean() > 1000, provider   # the tone played...

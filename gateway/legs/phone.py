@@ -38,7 +38,7 @@ from gateway.transport import ConnectionClosed, WebSocket
 log = logging.getLogger("converse.legs.phone")
 
 FRAME_MS = 20
-EXOTEL_TAIL_S = 0.200           # pause (one chunk of audio) after which a partial chunk is padded
+EXOTEL_TAIL_S = 0.300           # agent pause after which a partial Exotel chunk is padded and sent
 UP_FRAME_BYTES = 640            # 20 ms of PCM16 at 16 kHz
 _CODEC_NAMES = {"mulaw": "ulaw", "alaw": "alaw", "l16": "l16"}
 

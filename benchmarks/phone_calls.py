@@ -1,0 +1,457 @@
+"""How many Twilio calls does one gateway core carry?
+
+    python -m benchmarks.phone_calls [--short] [--calls 25,50,75,100] [--seconds 10] [--workers 2]
+
+N concurrent simulated Twilio media streams (a 20 ms µ-law frame every 20 ms each way, in Twilio's
+exact JSON messages), all on 127.0.0.1, through the gateway to an EXTERNAL echo agent over
+WebSocket (a separate process answering every 640-byte PCM16 16 kHz frame with one 960-byte
+24 kHz frame). Three processes: the gateway under test, the echo agent, and a lean epoll load
+generator (precomputed, unmasked-key frames shared by all calls; it only counts media frames).
+
+Per N: frame k sent -> the k-th media message back, fully received ("added latency": includes four
+loopback hops and the agent, so it is an upper bound of what the gateway adds), p50/p99; frames
+later than 20 ms; gateway CPU per call-second. "max N per core": the largest N with p99 <= 5 ms,
+no frame later than 20 ms and >= 99 % of frames echoed.
+
+Side by side: a baseline gateway built on trio-websocket with Pipecat-style transcoding per frame
+(json + base64 + audioop G.711 + soxr "VHQ" streaming resamplers, no pacing). ``--workers 2`` also
+runs ``converse gateway``-style workers sharing the port with SO_REUSEPORT. Writes
+benchmarks/results/phone_calls.json and phone_calls.png (latency against N).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import pathlib
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+from benchmarks.ws_transport import _cpu_ticks, _free_port, _pin, _valid, _wait_port
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "phone_calls.json"
+PLOT = ROOT / "benchmarks" / "results" / "phone_calls.png"
+SECRET = b"bench-secret-phone-calls"
+INTERVAL = 0.020
+P99_BUDGET_MS = 5.0
+LATE_MS = 20.0
+SERVERS = ["converse-gateway", "trio-websocket-pipecat-baseline"]
+CHANNEL = "ch_bench"
+
+
+# -- the external echo agent ----------------------------------------------------------------------
+async def serve_agent(port: int) -> None:
+    from gateway import transport
+    from gateway.limits import Limits
+    reply = b"\x10\x00" * 480                     # 20 ms at 24 kHz
+
+    async def handler(hs):
+        ws = await hs.accept()
+        try:
+            while True:
+                message = await ws.receive()
+                if type(message) is bytes:
+                    await ws.send(reply)
+        except transport.ConnectionClosed:
+            pass
+    limits = Limits(max_sessions=100_000, handshake_burst=100_000, handshake_rate_per_s=100_000)
+    listeners = await transport.open_listeners("127.0.0.1", port)
+    await transport.serve(handler, listeners, limits)
+
+
+# -- servers under test ----------------------------------------------------------------------------
+async def serve_gateway(port: int, agent_port: int, reuse_port: bool = False) -> None:
+    from gateway import media
+    from gateway.directory import AgentInfo, ChannelInfo, StaticDirectory
+    from gateway.limits import Limits
+    from gateway.server import GatewayServer
+    directory = StaticDirectory(
+        channels=[ChannelInfo(id=CHANNEL, type="voice", provider="twilio", status="active",
+                              agent_id="echo")],
+        agents=[AgentInfo(id="echo", name="echo", kind="websocket",
+                          config={"url": f"ws://127.0.0.1:{agent_port}/"})])
+    limits = Limits(max_sessions=10_000, handshake_burst=10_000, handshake_rate_per_s=10_000)
+    server = GatewayServer(directory, SECRET, limits)
+    media.install(server)
+    await server.serve("127.0.0.1", port, reuse_port=reuse_port)
+
+
+async def serve_baseline(port: int, agent_port: int, reuse_port: bool = False) -> None:
+    """trio-websocket + Pipecat's per-frame transcoding (serializers/twilio.py): json, base64,
+    audioop, soxr VHQ streams; the agent leg over trio-websocket too."""
+    import warnings
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+    import numpy as np
+    import soxr
+    import trio
+    from trio_websocket import ConnectionClosed, open_websocket_url, serve_websocket
+
+    async def session(request):
+        ws = await request.accept()
+        up = soxr.ResampleStream(8000, 16000, 1, dtype="int16", quality="VHQ")
+        down = soxr.ResampleStream(24000, 8000, 1, dtype="int16", quality="VHQ")
+        try:
+            sid = None
+            while sid is None:
+                msg = json.loads(await ws.get_message())
+                if msg.get("event") == "start":
+                    sid = msg["start"]["streamSid"]
+            async with open_websocket_url(f"ws://127.0.0.1:{agent_port}/") as agent:
+                await agent.send_message(json.dumps({"type": "start"}))
+
+                async def from_agent():
+                    while True:
+                        pcm = await agent.get_message()
+                        if isinstance(pcm, bytes):
+                            pcm8 = down.resample_chunk(np.frombuffer(pcm, dtype=np.int16)).tobytes()
+                            payload = base64.b64encode(audioop.lin2ulaw(pcm8, 2)).decode()
+                            await ws.send_message(json.dumps(
+                                {"event": "media", "streamSid": sid, "media": {"payload": payload}}))
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(from_agent)
+                    while True:
+                        msg = json.loads(await ws.get_message())
+                        if msg.get("event") == "media":
+                            pcm = audioop.ulaw2lin(base64.b64decode(msg["media"]["payload"]), 2)
+                            pcm16 = up.resample_chunk(np.frombuffer(pcm, dtype=np.int16)).tobytes()
+                            await agent.send_message(pcm16)
+                        elif msg.get("event") == "stop":
+                            nursery.cancel_scope.cancel()
+        except ConnectionClosed:
+            pass
+    await serve_websocket(session, "127.0.0.1", port, ssl_context=None)
+
+
+SERVE = {"converse-gateway": serve_gateway, "trio-websocket-pipecat-baseline": serve_baseline}
+
+
+# -- load generator --------------------------------------------------------------------------------
+def _text_frame(payload: bytes) -> bytes:
+    """A client text frame with mask key 0 (the payload stays as is: frames can be shared)."""
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x81, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x81, 0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([0x81, 0x80 | 127]) + struct.pack(">Q", n)
+    return head + b"\0\0\0\0" + payload
+
+
+def _open(port: int, call: int) -> tuple[socket.socket, bytes]:
+    from gateway.streamauth import issue_stream_token
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /media/twilio/{CHANNEL} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                  f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed during handshake")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(head.split(b"\r\n")[0].decode())
+    call_sid = f"CA{call:032x}"
+    stream_sid = f"MZ{call:032x}"
+    token = issue_stream_token(SECRET, "twilio", CHANNEL, call_sid)
+    start = {"event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
+             "start": {"accountSid": "AC" + "0" * 32, "streamSid": stream_sid, "callSid": call_sid,
+                       "tracks": ["inbound"], "customParameters": {"token": token},
+                       "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
+                                       "channels": 1}}}
+    sock.sendall(_text_frame(b'{"event":"connected","protocol":"Call","version":"1.0.0"}')
+                 + _text_frame(json.dumps(start).encode()))
+    sock.setblocking(False)
+    return sock, rest
+
+
+def _media_frames(count: int) -> list[bytes]:
+    """Twilio inbound media messages for ticks 0..count-1 (a quiet tone, ~speech level)."""
+    import math
+    ulaw = bytes((0x7F - int(8 * (1 + math.sin(i / 3)))) & 0xFF for i in range(160))
+    payload = base64.b64encode(ulaw).decode()
+    return [_text_frame(('{"event":"media","sequenceNumber":"%d","media":{"track":"inbound",'
+                         '"chunk":"%d","timestamp":"%d","payload":"%s"}}'
+                         % (k + 2, k + 1, k * 20, payload)).encode()) for k in range(count)]
+
+
+class _Call:
+    __slots__ = ("sock", "buf", "sent_at", "got")
+
+    def __init__(self, sock, buf):
+        self.sock = sock
+        self.buf = buf
+        self.sent_at: list[float] = []
+        self.got = 0            # media messages received
+
+
+def _media_messages(buf: bytes) -> tuple[int, bytes]:
+    """Media text frames among the complete frames of ``buf``, and the rest."""
+    pos, n, count = 0, len(buf), 0
+    while n - pos >= 2:
+        length = buf[pos + 1] & 0x7F
+        head = 2
+        if length == 126:
+            if n - pos < 4:
+                break
+            length = (buf[pos + 2] << 8) | buf[pos + 3]
+            head = 4
+        elif length == 127:
+            if n - pos < 10:
+                break
+            length = struct.unpack_from(">Q", buf, pos + 2)[0]
+            head = 10
+        if n - pos < head + length:
+            break
+        if buf[pos] & 0x0F == 1 and buf.startswith(b'{"event":"media"', pos + head):
+            count += 1
+        pos += head + length
+    return count, buf[pos:]
+
+
+def load(port: int, calls: int, seconds: float) -> dict:
+    sel = selectors.EpollSelector()
+    conns = []
+    for i in range(calls):
+        sock, rest = _open(port, i)
+        c = _Call(sock, rest)
+        conns.append(c)
+        sel.register(sock, selectors.EVENT_READ, c)
+    warmup = 0.5
+    frames = _media_frames(int((warmup + seconds) / INTERVAL) + 2)
+    latencies, slips = [], []
+    start = time.perf_counter()
+    end = start + warmup + seconds
+    step = INTERVAL / calls
+    tick = 0
+    now = start
+    while now < end:
+        due = start + tick * step
+        timeout = due - now
+        for key, _ in sel.select(timeout if timeout > 0 else 0):
+            c = key.data
+            try:
+                data = c.sock.recv(262144)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise ConnectionError("the server closed a call")
+            t = time.perf_counter()
+            got, c.buf = _media_messages(c.buf + data)
+            for _ in range(got):
+                if c.got < len(c.sent_at):
+                    sent = c.sent_at[c.got]
+                    if sent - start > warmup:
+                        latencies.append(t - sent)
+                c.got += 1
+        now = time.perf_counter()
+        while due <= now and now < end:
+            c = conns[tick % calls]
+            if now - start > warmup:
+                slips.append(now - due)
+            try:
+                c.sock.send(frames[len(c.sent_at)])
+                c.sent_at.append(now)
+            except BlockingIOError:
+                pass
+            tick += 1
+            due = start + tick * step
+    sent = sum(len(c.sent_at) for c in conns)
+    echoed = sum(min(c.got, len(c.sent_at)) for c in conns)
+    for c in conns:
+        sel.unregister(c.sock)
+        c.sock.close()
+    latencies.sort()
+    slips.sort()
+
+    def q(values, p):
+        return round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 3) if values else None
+    return {"frames_sent": sent, "frames_echoed": echoed, "p50_ms": q(latencies, 0.5),
+            "p99_ms": q(latencies, 0.99),
+            "late_frames": sum(1 for x in latencies if x > LATE_MS / 1000),
+            "generator_slip_p99_ms": q(slips, 0.99)}
+
+
+def _spawn(kind: str, port: int, agent_port: int, reuse: bool) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "benchmarks.phone_calls", "--serve", kind, "--port", str(port),
+           "--agent-port", str(agent_port)]
+    if reuse:
+        cmd.append("--reuse-port")
+    return subprocess.Popen(cmd, cwd=ROOT)
+
+
+def measure(kind: str, calls: int, seconds: float, agent_port: int, workers: int = 1) -> dict:
+    port = _free_port()
+    procs = [_spawn(kind, port, agent_port, workers > 1) for _ in range(workers)]
+    try:
+        for p in procs:
+            _wait_port(port, p)
+        time.sleep(0.3 if workers > 1 else 0)     # every worker listening before connections
+        marks = {}
+
+        def sample():
+            time.sleep(0.8 + calls * 0.004)        # connect + warm-up
+            marks["t0"], marks["c0"] = time.perf_counter(), sum(_cpu_ticks(p.pid) for p in procs)
+            time.sleep(max(0.5, seconds - 0.5))
+            marks["t1"], marks["c1"] = time.perf_counter(), sum(_cpu_ticks(p.pid) for p in procs)
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        result = load(port, calls, seconds)
+        sampler.join()
+        cpu = (marks["c1"] - marks["c0"]) / os.sysconf("SC_CLK_TCK") / (marks["t1"] - marks["t0"])
+        return {"server": kind, "calls": calls, "workers": workers, "valid": _valid(result),
+                "cpu_pct": round(100 * cpu, 1),
+                "cpu_us_per_call_second": round(1e6 * cpu / calls, 1), **result}
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def passes(r: dict) -> bool:
+    return bool(r.get("valid") and r.get("p99_ms") is not None and r["p99_ms"] <= P99_BUDGET_MS
+                and r["late_frames"] == 0 and r["frames_echoed"] >= 0.99 * r["frames_sent"])
+
+
+def _row(r: dict) -> str:
+    if "error" in r:
+        return f"{r['server']:>32} x{r['workers']} {r['calls']:>4}  error: {r['error']}"
+    flag = "ok " if passes(r) else ("GEN" if not r["valid"] else "-- ")
+    return (f"{flag} {r['server']:>32} x{r['workers']} {r['calls']:>4} calls  cpu "
+            f"{r['cpu_pct']:>6.1f}% ({r['cpu_us_per_call_second']:>7.0f} us/call-s)  "
+            f"p50 {r['p50_ms'] or 0:>7.2f} ms  p99 {r['p99_ms'] or 0:>8.2f} ms  "
+            f"late {r['late_frames']:>5}  echoed {r['frames_echoed']}/{r['frames_sent']}  "
+            f"gen slip p99 {r['generator_slip_p99_ms']} ms")
+
+
+def plot(results: list[dict]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for kind in sorted({(r["server"], r["workers"]) for r in results if "error" not in r}):
+        pts = sorted((r["calls"], r["p99_ms"], r["p50_ms"]) for r in results
+                     if (r["server"], r["workers"]) == kind and "error" not in r and r["p99_ms"])
+        if pts:
+            label = f"{kind[0]} x{kind[1]}"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{label} p99")
+            ax.plot([p[0] for p in pts], [p[2] for p in pts], ls="--", marker=".",
+                    label=f"{label} p50")
+    ax.axhline(P99_BUDGET_MS, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("concurrent Twilio calls")
+    ax.set_ylabel("added latency (ms, log)")
+    ax.set_yscale("log")
+    ax.set_title("Phone calls through one gateway: added latency against N")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="concurrent Twilio calls per gateway core")
+    parser.add_argument("--short", action="store_true", help="CI mode: N=20,40, 3 s each")
+    parser.add_argument("--calls", default=None)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--workers", type=int, default=1,
+                        help="also run converse-gateway with this many SO_REUSEPORT workers")
+    parser.add_argument("--serve", choices=[*SERVERS, "agent"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--agent-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        import trio
+        try:
+            if args.serve == "agent":
+                _pin(1)
+                trio.run(serve_agent, args.port)
+            else:
+                _pin(0)
+                trio.run(SERVE[args.serve], args.port, args.agent_port, args.reuse_port)
+        except KeyboardInterrupt:
+            pass
+        return 0
+    _pin(1)
+    seconds = args.seconds or (3.0 if args.short else 8.0)
+    calls = [int(n) for n in (args.calls or ("20,40" if args.short
+                                             else "25,50,75,100,125")).split(",")]
+    load_before = os.getloadavg()
+    print(f"phone_calls: N Twilio calls, 20 ms frames each way, external echo agent; "
+          f"{seconds:g} s per point, load average {load_before[0]:.1f}")
+    agent_port = _free_port()
+    agent = subprocess.Popen([sys.executable, "-m", "benchmarks.phone_calls", "--serve", "agent",
+                              "--port", str(agent_port)], cwd=ROOT)
+    results = []
+    try:
+        _wait_port(agent_port, agent)
+        runs = [(kind, 1) for kind in args.servers.split(",")]
+        if args.workers > 1:
+            runs.append(("converse-gateway", args.workers))
+        for n in calls:
+            for kind, workers in runs:
+                try:
+                    r = measure(kind, n, seconds, agent_port, workers)
+                except Exception as exc:
+                    r = {"server": kind, "calls": n, "workers": workers, "error": str(exc)}
+                results.append(r)
+                print(_row(r), flush=True)
+    finally:
+        agent.send_signal(signal.SIGINT)
+        try:
+            agent.wait(5)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+    summary = {}
+    for kind, workers in {(r["server"], r["workers"]) for r in results}:
+        ok = [r["calls"] for r in results if (r["server"], r["workers"]) == (kind, workers)
+              and passes(r)]
+        summary[f"{kind} x{workers}"] = max(ok, default=0)
+    for name, n in sorted(summary.items()):
+        print(f"max calls at p99 <= {P99_BUDGET_MS:g} ms, none late > {LATE_MS:g} ms: {name}: "
+              f"{n or 'none of the tested N'}")
+    ours = {r["calls"]: r for r in results if r["server"] == SERVERS[0] and r["workers"] == 1
+            and "error" not in r}
+    ratios = {}
+    for r in results:
+        if r["server"] == SERVERS[1] and "error" not in r and r["calls"] in ours:
+            o = ours[r["calls"]]
+            ratios[r["calls"]] = round(r["cpu_us_per_call_second"] / o["cpu_us_per_call_second"], 2)
+            print(f"N={r['calls']}: baseline CPU per call-second is {ratios[r['calls']]}x ours "
+                  f"(ours {o['cpu_us_per_call_second']:.0f} us, baseline "
+                  f"{r['cpu_us_per_call_second']:.0f} us)")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "benchmark": "phone_calls", "short": args.short, "seconds_per_point": seconds,
+        "p99_budget_ms": P99_BUDGET_MS, "late_ms": LATE_MS, "cpus": os.cpu_count(),
+        "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+        "max_calls": summary, "baseline_cpu_ratio_by_n": ratios, "results": results},
+        indent=2) + "\n")
+    try:
+        plot(results)
+    except Exception as exc:          # the plot is a convenience; the JSON is the record
+        print(f"plot not written: {exc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
