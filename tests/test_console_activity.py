@@ -31,6 +31,7 @@ class _Gateway:
         self.ran = []
 
     async def run_session(self, session):
+        self.live_during = dict(activity.live_counts())
         await trio.sleep(0)
         self.ran.append(session.id)
         return session.stats
@@ -51,6 +52,7 @@ async def test_attach_records_finished_sessions(store):
     activity.attach(gw, store)
     stats = await gw.run_session(_Session("s1", "ch_a", 150))
     assert stats.frames_in == 150 and gw.ran == ["s1"]
+    assert gw.live_during.get("ch_a") == 1 and "ch_a" not in activity.live_counts()
     await gw.run_session(_Session("s2", "ch_b", 10))
     rows = await store.read(activity.recent, None)
     assert [r.id for r in rows] == ["s2", "s1"]

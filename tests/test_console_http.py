@@ -152,3 +152,27 @@ def test_session_cookie_unit():
     assert sess.csrf_ok(secret, data.nonce, sess.csrf_token(secret, data.nonce))
     assert not sess.csrf_ok(secret, data.nonce, None)
     assert not sess.csrf_ok(secret, "other", sess.csrf_token(secret, data.nonce))
+
+
+def test_exotel_channel_page_shows_the_url_to_paste(control_server, console):
+    client, token = console
+    h = {"X-CSRF-Token": token}
+    agent = client.post("/console/api/v1/agents", headers=h, json={"name": "ex", "kind": "echo"}).json()
+    r = client.post("/console/api/v1/channels", headers=h, json={
+        "type": "voice", "provider": "exotel", "name": "Exotel line",
+        "credentials": control_server.exotel.creds, "agent_id": agent["id"]})
+    assert r.status_code == 201, r.text
+    ch = r.json()
+    numbers = client.get(f"/console/api/v1/channels/{ch['id']}/numbers").json()["items"]
+    r = client.patch(f"/console/api/v1/channels/{ch['id']}", headers=h,
+                     json={"phone_number": numbers[0]["number"]})
+    assert r.status_code == 200, r.text
+    r = client.post(f"/console/api/v1/channels/{ch['id']}/activate", headers=h)
+    assert r.status_code == 200, r.text
+    page = client.get(f"/console/channels/{ch['id']}").text
+    assert "Voicebot URL" in page and f'value="{ch["webhook_url"]}"' in page
+    listing = client.get("/console/channels").text
+    assert "Exotel line" in listing and "Exotel" in listing
+    assert f'badge-{r.json()["status"]}' in listing
+    client.delete(f"/console/api/v1/channels/{ch['id']}", headers=h)
+    client.delete(f"/console/api/v1/agents/{agent['id']}", headers=h)

@@ -4,10 +4,12 @@ Nothing else stores finished sessions yet (the gateway logs ``stats.summary()`` 
 Prometheus totals), so this module owns one table, ``console_sessions``, created on first use
 (``CREATE TABLE IF NOT EXISTS``: portable SQL, no entry in the shared migration list while other
 work is appending to it). :func:`attach` hooks a ``GatewayServer`` in the same process (``converse
-up``) so every finished session is recorded; the newest :data:`KEEP` rows are kept.
+up``) so every finished session is recorded (the newest :data:`KEEP` rows are kept) and live
+sessions are counted per channel.
 """
 from __future__ import annotations
 
+import collections
 import datetime
 import logging
 import secrets
@@ -108,19 +110,37 @@ async def record(store, rec: SessionRecord) -> None:
     await store.run(insert, rec)
 
 
+# Live sessions per channel id, counted by attached gateways in this process (``converse up``);
+# None until one is attached: a control plane serving alone cannot know, and says "—".
+_live: collections.Counter | None = None
+
+
+def live_counts() -> collections.Counter | None:
+    return _live
+
+
 def attach(gateway, store) -> None:
-    """Record every session ``gateway`` (a GatewayServer) finishes into ``store``. Recording is
-    best effort and bounded: a slow or failing database never delays or breaks a session's end."""
+    """Record every session ``gateway`` (a GatewayServer) finishes into ``store``, and count its
+    live sessions per channel for the Channels page. Recording is best effort and bounded: a slow
+    or failing database never delays or breaks a session's end."""
+    global _live
+    if _live is None:
+        _live = collections.Counter()
+    live = _live
     run_session = gateway.run_session
 
     async def recording_run_session(session):
         started, t0 = time.time(), trio.current_time()
+        channel_id = getattr(getattr(session, "start", None), "channel_id", None)
+        live[channel_id] += 1
         try:
             return await run_session(session)
         finally:
-            start = getattr(session, "start", None)
-            rec = from_stats(session.id, getattr(start, "channel_id", None), started,
-                             trio.current_time() - t0, session.stats)
+            live[channel_id] -= 1
+            if live[channel_id] <= 0:
+                del live[channel_id]
+            rec = from_stats(session.id, channel_id, started, trio.current_time() - t0,
+                             session.stats)
             with trio.move_on_after(RECORD_DEADLINE_S) as scope:
                 scope.shield = True
                 try:

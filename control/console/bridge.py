@@ -4,7 +4,8 @@
 app's real ``/api/v1`` routes and dispatched to the very view function the API serves, so body
 decoding (msgspec, 422 naming the field), provider verification, webhook configuration, status
 transitions and error bodies are exactly the API's. Only the channel, agent and flow operations are
-reachable this way (not keys, not provider webhooks).
+reachable this way (not keys, not provider webhooks). The API blueprints' own ``before_request``
+hooks (the Bearer check) are not run: the console's session check stands in for them.
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from control.api.errors import ApiError
 
 API_PREFIX = "/api/v1"
-# Blueprints whose operations the console may call (the keys API and webhooks stay Bearer/provider only).
-ALLOWED_BLUEPRINTS = ("channels", "agents_flows", "flows")
+# Resources the console may call (the keys API and provider webhooks stay Bearer/provider only),
+# whichever blueprint serves them (e.g. a flow simulator added later).
+ALLOWED_PREFIXES = ("/api/v1/channels", "/api/v1/agents", "/api/v1/flows")
 
 
 def resolve(path: str, method: str) -> tuple[Any, dict]:
@@ -30,7 +32,8 @@ def resolve(path: str, method: str) -> tuple[Any, dict]:
         raise ApiError(404, "not_found", f"no API route {path}") from None
     except MethodNotAllowed:
         raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}") from None
-    if endpoint.partition(".")[0] not in ALLOWED_BLUEPRINTS:
+    if not any(path == p or path.startswith(p + "/") for p in ALLOWED_PREFIXES) \
+            or endpoint.startswith("console."):
         raise ApiError(404, "not_found", f"{path} is not available from the console")
     return current_app.view_functions[endpoint], args
 

@@ -160,8 +160,9 @@ async def channels():
     items = (await bridge.get_json("/api/v1/channels"))["items"]
     agents, flows = await _targets()
     names = {a["id"]: a["name"] for a in agents} | {f["id"]: f["name"] for f in flows}
+    from control.console.activity import live_counts
     return await _page("channels.html", channels=items, names=names,
-                       titles=catalog.PROVIDER_TITLES)
+                       titles=catalog.PROVIDER_TITLES, live=live_counts())
 
 
 @bp.get("/channels/new")
