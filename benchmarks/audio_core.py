@@ -94,11 +94,15 @@ def frames_of(x: np.ndarray, rate: int) -> list[np.ndarray]:
 
 # ---------------------------------------------------------------- engines (factory -> feed)
 
-def ours(i, o):
+def ours(i, o, low_delay=False):
     def make():
-        r = audio.Resampler(i, o)
+        r = audio.Resampler(i, o, low_delay=low_delay)
         return lambda x: np.frombuffer(r.process(x), np.int16)
     return make
+
+
+def ours_low_delay(i, o):
+    return ours(i, o, low_delay=True)
 
 
 def ours_bytes(i, o):
@@ -132,7 +136,7 @@ def src_engine(kind):
 
 
 def engines() -> dict:
-    out = {"ours": ours}
+    out = {"ours": ours, "ours low-delay": ours_low_delay}
     if soxr is not None:
         out.update({f"soxr {q}": soxr_engine(q) for q in SOXR_QUALITIES})
     if samplerate is not None:
@@ -264,6 +268,8 @@ def phone_paths(short: bool) -> dict:
                                rounds)
     lat = {
         "inbound ours": _signal.latency(ours(8000, 16000), 8000, 16000),
+        "inbound ours low-delay": _signal.latency(ours_low_delay(8000, 16000), 8000, 16000),
+        "outbound ours low-delay": _signal.latency(ours_low_delay(24000, 8000), 24000, 8000),
         "inbound pipecat": _signal.latency(soxr_engine("VHQ")(8000, 16000), 8000, 16000),
         "outbound ours": _signal.latency(ours(24000, 8000), 24000, 8000),
         "outbound pipecat": _signal.latency(soxr_engine("VHQ")(24000, 8000), 24000, 8000),
@@ -276,7 +282,7 @@ def phone_paths(short: bool) -> dict:
 def quality_latency(short: bool) -> dict:
     names = engines()
     if short:
-        names = {k: v for k, v in names.items() if k in ("ours", "soxr HQ")}
+        names = {k: v for k, v in names.items() if k in ("ours", "ours low-delay", "soxr HQ")}
     res = {}
     for i, o in CONVERSIONS:
         row = {}
@@ -332,6 +338,8 @@ def targets(speed: dict, g711: dict, phone: dict, q: dict) -> dict:
     for conv, row in q.items():
         m = row["ours"]
         low = min(int(c) for c in conv.split("->"))
+        if "ours low-delay" in row:
+            out[f"low-delay added latency {conv} (ms)"] = round(row["ours low-delay"]["added_latency_max_ms"], 2)
         out[f"quality {conv}"] = {
             "snr>=86": round(m["snr_db"], 1), "ripple<=0.05": round(m["ripple_db"], 4),
             "-3dB>=0.92": round(m["minus3db_x_nyquist"], 3), "reject>=80": round(m["rejection_db"], 1),
@@ -348,7 +356,8 @@ def targets(speed: dict, g711: dict, phone: dict, q: dict) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="benchmarks.audio_core", description=__doc__.splitlines()[0])
-    ap.add_argument("--short", action="store_true", help="CI mode: fewer rounds, quality for ours and soxr HQ only")
+    ap.add_argument("--short", action="store_true",
+                    help="CI mode: fewer rounds, quality for ours (both modes) and soxr HQ only")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     started = time.monotonic()
     speed = resampler_speed(args.short)
@@ -362,7 +371,7 @@ def main(argv=None) -> int:
                                                             "outbound PCM16 24k -> mu-law 8k": phone["outbound_us"]},
                     "ours fused (base64 in C)")
         for k, v in phone["latency"].items():
-            print(f"    latency {k:18s} first output {v['first_output_ms']:.0f} ms, added mean "
+            print(f"    latency {k:24s} first output {v['first_output_ms']:.0f} ms, added mean "
                   f"{v['added_latency_mean_ms']:.1f} ms / max {v['added_latency_max_ms']:.1f} ms")
     q = quality_latency(args.short)
     print_quality(q)

@@ -206,6 +206,9 @@ class _Native:
         return st
 
 
+_resampler_process_bytes = lib.cvg_resampler_process_bytes
+
+
 def _flags(low_delay) -> int:
     if not isinstance(low_delay, bool):
         raise TypeError(f"low_delay must be a bool, got {type(low_delay).__name__}")
@@ -251,10 +254,17 @@ class Resampler(_Native):
 
     def process(self, pcm: BytesLike) -> bytes:
         st = self._st
-        if st is None:
-            raise ValueError("Resampler is closed")
+        if type(pcm) is bytes and st is not None:            # the per-frame path: one C call
+            got = _resampler_process_bytes(st, pcm, len(pcm), self._out, self._cap)
+            if got >= 0:
+                return self._view[:got]
+        return self._process_any(pcm)
+
+    def _process_any(self, pcm) -> bytes:
+        """Other buffer types, errors, and inputs too big for the output buffer."""
+        st = self._state()
         src, n = _bytes_in(pcm, "pcm", _PCM_FORMATS)
-        got = lib.cvg_resampler_process_bytes(st, src, n, self._out, self._cap)
+        got = _resampler_process_bytes(st, src, n, self._out, self._cap)
         if got >= 0:
             return self._view[:got]
         if n & 1:
@@ -262,7 +272,7 @@ class Resampler(_Native):
         if got != -lib.CVG_ERR_LENGTH:
             _check(-got)
         self._grow(int(lib.cvg_resampler_max_out(st, n >> 1)) + 16)   # a big input: grow, retry
-        got = lib.cvg_resampler_process_bytes(st, src, n, self._out, self._cap)
+        got = _resampler_process_bytes(st, src, n, self._out, self._cap)
         _check(-got if got < 0 else 0)
         return self._view[:got]
 
