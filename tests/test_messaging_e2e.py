@@ -343,6 +343,18 @@ def test_sms_order_within_a_conversation(server, api, sms):
 
 
 @SQLITE
+def test_whatsapp_via_twilio_replies_with_prefixed_addresses(server, api, sms):
+    """protocols.md 6: the same Twilio webhook with ``whatsapp:`` addresses; the reply must go
+    from ``whatsapp:`` + the channel's number."""
+    params, headers = sms_in(server, sms, "via twilio", "whatsapp:+14155550110")
+    assert post_sms(server, sms, params, headers).status_code == 200
+    wait_for(lambda: twilio_sent_to(server.twilio, "whatsapp:+14155550110"), "the reply")
+    sent = [m for m in server.twilio.sent() if m["to"] == "whatsapp:+14155550110"]
+    assert [(m["from"], m["body"]) for m in sent] == [("whatsapp:+15005550006",
+                                                       "You said: via twilio")]
+
+
+@SQLITE
 def test_sms_timeout_reconciled_by_lookup_not_repeated(server, api, sms):
     """The send hangs past the deadline, then the emulator creates the message anyway: the outbox
     finds it by listing messages and records it instead of sending it again."""
@@ -436,6 +448,40 @@ def test_two_hundred_concurrent_conversations(server, api, sms):
     replies = [m for m in server.twilio.sent() if m["to"] in wanted]
     assert sorted((m["to"], m["body"]) for m in replies) == sorted(
         (n, f"You said: hello {n}") for n in numbers)
+
+
+@SQLITE
+def test_flow_target_menu_then_hand_off_to_the_agent(server, api, sms):
+    """A flow on an SMS channel: the first message starts it (greeting + menu), a typed key picks
+    an option, the agent node hands the conversation over to the agent for good; a finished
+    flow starts over on the next message."""
+    agent = _agent(api)
+    definition = {"start": "entry", "nodes": {
+        "entry": {"type": "entry", "next": "greeting"},
+        "greeting": {"type": "speak", "text": "Welcome to Acme.", "next": "menu"},
+        "menu": {"type": "dtmf_menu", "prompt": "Reply 1 for opening hours, 2 for our assistant.",
+                 "options": {"1": "hours", "2": "assistant"}, "invalid": "hours"},
+        "hours": {"type": "end", "message": "We are open 9 to 5."},
+        "assistant": {"type": "agent", "agent_id": agent}}}
+    r = api.post("/api/v1/flows", json={"name": "sms menu", "definition": definition})
+    assert r.status_code == 201, r.text
+    r = api.patch(f"/api/v1/channels/{sms['id']}", json={"agent_id": None, "flow_id": r.json()["id"]})
+    assert r.status_code == 200, r.text
+
+    def say(number, text, replies):
+        before = len(twilio_sent_to(server.twilio, number))
+        params, headers = sms_in(server, sms, text, number)
+        assert post_sms(server, sms, params, headers).status_code == 200
+        wait_for(lambda: len(twilio_sent_to(server.twilio, number)) >= before + replies, text)
+        return twilio_sent_to(server.twilio, number)[before:]
+
+    menu = ["Welcome to Acme.", "Reply 1 for opening hours, 2 for our assistant."]
+    assert say("+14155550120", "hi", 2) == menu
+    assert say("+14155550120", "2", 1) == ["You said: 2"]
+    assert say("+14155550120", "thanks", 1) == ["You said: thanks"]
+    assert say("+14155550121", "hello", 2) == menu
+    assert say("+14155550121", "one", 1) == ["We are open 9 to 5."]
+    assert say("+14155550121", "again", 2) == menu
 
 
 # -------------------------------------------------------------------------------------- API

@@ -146,11 +146,12 @@ class Outbox:
             return
         channel, conv, creds = ctx
         provider = self.providers[channel.provider]
+        sender = _sender(channel, conv)
         extra = {}
         if channel.provider == "twilio":
             extra["status_callback"] = self.settings.webhook_url("twilio", channel.id)
         try:
-            sid = await provider.send_message(creds, channel.phone_number or "", conv.remote,
+            sid = await provider.send_message(creds, sender, conv.remote,
                                               m.text or "", m.idempotency_key or m.id, **extra)
         except ProviderRejected as exc:
             log.warning("outbox: %s rejected by %s: %s", m.id, channel.provider, exc.message)
@@ -192,7 +193,7 @@ class Outbox:
             return
         # Twilio: was it created? Look before sending again.
         try:
-            sids = await self.providers["twilio"].find_sent(creds, channel.phone_number or "",
+            sids = await self.providers["twilio"].find_sent(creds, _sender(channel, conv),
                                                             conv.remote, m.text or "")
         except ProviderError as exc:
             # Cannot tell yet: leave it `sending`; the lease expiry brings it back here.
@@ -205,3 +206,12 @@ class Outbox:
             await self.store.run(mrepo.mark_sent, m.id, mine[0])
         else:
             await self._retry(m, ProviderUnavailable(channel.provider, f"not sent ({why})"))
+
+
+def _sender(channel, conv) -> str:
+    """The From of a reply: the channel's number; WhatsApp through Twilio (protocols.md 6) needs
+    the ``whatsapp:`` prefix on both addresses, and the sender's has it."""
+    number = channel.phone_number or ""
+    if conv.remote.startswith("whatsapp:") and not number.startswith("whatsapp:"):
+        return "whatsapp:" + number
+    return number
