@@ -29,7 +29,7 @@ import trio
 from gateway.audio import JitterBuffer, Transcoder
 from gateway.metrics import SessionStats
 from gateway.protocols import (
-    DtmfReceived, ExotelChunker, MarkPlayed, MediaReceived, MediaStreamConnection,
+    DtmfReceived, ExotelChunker, LocalProtocolError, MarkPlayed, MediaReceived, MediaStreamConnection,
     ProtocolErrorEvent, SendMark, SendMedia, StreamClosed, StreamStopped,
 )
 from gateway.protocols.canonical import Clear, Dtmf, End, Event, Mark
@@ -171,7 +171,7 @@ class PhoneLeg:
     # -- session -> caller ---------------------------------------------------------------------
     async def send_audio(self, pcm24: bytes) -> None:
         if self.chunker is None:
-            await self.ws.send(self.conn.send(SendMedia(self.outbound.process_to_b64(pcm24))))
+            await self.ws.send(self._render(SendMedia(self.outbound.process_to_b64(pcm24))))
             return
         raw = self.outbound.process(pcm24)
         self._pushed += len(raw)
@@ -184,11 +184,11 @@ class PhoneLeg:
     async def _send_chunks(self, chunks: list[bytes]) -> None:
         if not chunks:
             return
-        messages = [self.conn.send(SendMedia(_b64(c))) for c in chunks]
+        messages = [self._render(SendMedia(_b64(c))) for c in chunks]
         sent = self._pushed - self.chunker.buffered       # audio bytes now on their way
         marks = self._marks_after
         while marks and marks[0][0] <= sent:
-            messages.append(self.conn.send(SendMark(marks.popleft()[1])))
+            messages.append(self._render(SendMark(marks.popleft()[1])))
         await self.ws.send_many(messages)
 
     async def _flush_tails(self) -> None:
@@ -226,7 +226,10 @@ class PhoneLeg:
             self._pending.extend(Mark(name=n, cleared=True) for _, n in self._marks_after)
             self._marks_after.clear()
         self.outbound.reset()
-        wire, dropped = self.conn.clear()
+        try:
+            wire, dropped = self.conn.clear()
+        except LocalProtocolError:
+            raise ConnectionClosed(1006, f"{self.kind} stream is over") from None
         self._pending.extend(Mark(name=m.name, cleared=True) for m in dropped)
         await self.ws.send(wire)
 
@@ -236,8 +239,16 @@ class PhoneLeg:
             # here would put silence into the middle of a stream)
             self._marks_after.append((self._pushed, name))
             return False
-        await self.ws.send(self.conn.send(SendMark(name)))
+        await self.ws.send(self._render(SendMark(name)))
         return False                # the provider tells us when it has played
+
+    def _render(self, event) -> str:
+        """The provider's message for ``event``; once the stream is over (stop, socket gone, a
+        fatal protocol error) the session sees what it sees for a closed socket."""
+        try:
+            return self.conn.send(event)
+        except LocalProtocolError:
+            raise ConnectionClosed(1006, f"{self.kind} stream is over") from None
 
     async def close(self, code: int, reason: str) -> None:
         await self.ws.close(code, reason)
