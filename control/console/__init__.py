@@ -16,6 +16,7 @@ __all__ = ["bp"]
 
 def __getattr__(name: str):
     if name == "bp":
-        from control.console.views import bp
+        import control.console.views  # noqa: F401  (adds the routes; may be mid-import already)
+        from control.console.blueprint import bp
         return bp
     raise AttributeError(name)

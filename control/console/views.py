@@ -1,22 +1,19 @@
 """Routes of the console blueprint: login/logout, the pages, and the API bridge."""
 from __future__ import annotations
 
-import pathlib
+import re
 import urllib.parse
 
 import msgspec
-from quart import (Blueprint, Response, current_app, g, redirect, render_template, request)
+from quart import Response, current_app, g, redirect, render_template, request
 
 from control.api.errors import ApiError, json_response
 from control.api.state import state
 from control.console import bridge, catalog
+from control.console.blueprint import bp
 from control.console import session as sess
 from control.store import hash_api_key, repo
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-bp = Blueprint("console", __name__, url_prefix="/console",
-               template_folder=str(ROOT / "templates"),
-               static_folder=str(ROOT / "static" / "console"), static_url_path="/static")
 
 PUBLIC_ENDPOINTS = {"console.login", "console.login_post", "console.static"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -89,6 +86,24 @@ async def _headers(response: Response) -> Response:
         response.headers["Cache-Control"] = "no-store"
     return response
 
+
+# The API's status_detail speaks in API calls; the console says the same in its own buttons.
+_PHRASES = [
+    (re.compile(r"POST /api/v1/channels/[\w-]+/activate to"), "Activate to"),
+    (re.compile(r"POST /api/v1/channels/[\w-]+/verify"), "Re-verify"),
+    (re.compile(r"\s*\(GET /api/v1/channels/[\w-]+/numbers, then PATCH phone_number\)"), ""),
+    (re.compile(r"\s*\((?:agent_id|flow_id|allowed_origins|PATCH phone_number)\)"), ""),
+]
+
+
+def humanize(detail: str | None) -> str:
+    text = detail or ""
+    for pattern, words in _PHRASES:
+        text = pattern.sub(words, text)
+    return text[:1].upper() + text[1:]
+
+
+bp.add_app_template_filter(humanize, "humanize")
 
 SECTIONS = {"channels": "Channels", "wizard": "Channels", "channel": "Channels",
             "agents": "Agents", "agent": "Agents", "flows": "Flows", "flow": "Flows",

@@ -7,6 +7,18 @@
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
   const CSRF = ($('meta[name="csrf-token"]') || {}).content || "";
   const STATUS = { setup: "Setup", active: "Active", inactive: "Inactive", error: "Error" };
+  // Same wording as the server's `humanize` filter (control/console/views.py).
+  const PHRASES = [
+    [/POST \/api\/v1\/channels\/[\w-]+\/activate to/g, "Activate to"],
+    [/POST \/api\/v1\/channels\/[\w-]+\/verify/g, "Re-verify"],
+    [/\s*\(GET \/api\/v1\/channels\/[\w-]+\/numbers, then PATCH phone_number\)/g, ""],
+    [/\s*\((?:agent_id|flow_id|allowed_origins|PATCH phone_number)\)/g, ""],
+  ];
+  function humanize(text) {
+    let t = text || "";
+    PHRASES.forEach(([re, words]) => { t = t.replace(re, words); });
+    return t.charAt(0).toUpperCase() + t.slice(1);
+  }
 
   async function api(method, path, body) {
     const init = { method, credentials: "same-origin",
@@ -338,10 +350,12 @@
       const badge = $('[data-role="badge"]', root);
       badge.className = "badge badge-" + ch.status;
       badge.textContent = STATUS[ch.status];
-      $('[data-role="detail"]', root).textContent = ch.status_detail || STATUS[ch.status];
+      $('[data-role="detail"]', root).textContent = humanize(ch.status_detail) || STATUS[ch.status];
       $('[data-role="next"]', root).textContent = ch.status === "active"
         ? "Active: calls and messages reach " + (ch.agent_id ? "the agent." : "the flow.")
-        : (ch.status_detail || STATUS[ch.status]);
+        : ch.type === "whatsapp" && ch.status === "setup"
+          ? "Connect Meta: paste the Callback URL and Verify token below into Meta's dashboard. The channel turns Active when Meta verifies the URL."
+          : (humanize(ch.status_detail) || STATUS[ch.status]);
       $('[data-action="activate"]', root).hidden = ch.status === "active";
       $('[data-action="deactivate"]', root).hidden = ch.status === "inactive";
       $('[data-role="updated"]', root).textContent = ch.updated_at;
