@@ -46,6 +46,9 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     # Agent connectors: connect and per-request deadlines.
     agent_connect_timeout_s: float = 5.0
     agent_request_timeout_s: float = 15.0
+    # An external agent that stops reading is given longer than a caller (the inbox drops the
+    # oldest audio meanwhile, so the session survives a stall); past this its link is dropped.
+    agent_write_timeout_s: float = 15.0
 
     def replace(self, **changes) -> "Limits":
         return msgspec.structs.replace(self, **changes)

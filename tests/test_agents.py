@@ -163,3 +163,39 @@ async def test_http_agent_text_round_trip_and_failures(nursery, autojump_clock):
     assert (await receive_json(ws, "transcript")).text == "HTTP agent says: still there"
     await ws.aclose()
     server.shutdown()
+
+
+async def test_external_agent_stalling_10s_keeps_the_session(nursery,
+                                                                            autojump_clock):
+    from gateway.limits import Limits
+    seen = []
+
+    async def stalling_agent(hs):
+        # (No tiny receive buffer here: a zero TCP window recovers on the kernel's persist timer,
+        # in real time, which the virtual clock outruns. The caller-side test covers blocking.)
+        agent_ws = await hs.accept()
+        await agent_ws.receive()                     # start
+        await trio.sleep(10)                         # reads nothing, answers no ping for 10 s
+        while True:
+            message = await agent_ws.receive()
+            if type(message) is str:
+                seen.append(message)
+                await agent_ws.send_text(b'{"type":"transcript","role":"assistant","text":"back"}')
+
+    listeners = await transport.open_listeners("127.0.0.1", 0)
+    port = listeners[0].socket.getsockname()[1]
+    nursery.start_soon(transport.serve, stalling_agent, listeners, Limits())
+    server = await start_gateway(nursery, directory_for("websocket",
+                                                        {"url": f"ws://127.0.0.1:{port}/"}),
+                                 Limits(agent_queue=16))
+    ws = await open_session(server, "/ws/agent/ext")
+    for _ in range(600):                             # 12 s of audio while the agent stalls
+        await ws.send(bytes(640))
+        await trio.sleep(0.02)
+    session = next(iter(server.sessions))
+    assert len(session.inbox) <= 16
+    await ws.send_text(canonical.encode(Text(text="still there?")))
+    assert (await receive_json(ws, "transcript")).text == "back"
+    assert session.stats.close_code is None
+    await ws.aclose()
+    server.shutdown()

@@ -32,9 +32,9 @@ class WebSocketAgent:
             await self._fail(outbox, "agent_misconfigured", "the agent has no valid WebSocket URL")
             return
         try:
-            ws = await transport.connect(self.url, self.headers,
-                                         timeout=self.limits.agent_connect_timeout_s,
-                                         limits=self.limits)
+            ws = await transport.connect(
+                self.url, self.headers, timeout=self.limits.agent_connect_timeout_s,
+                limits=self.limits.replace(write_timeout_s=self.limits.agent_write_timeout_s))
         except transport.HandshakeError as exc:
             log.warning("agent %s unreachable: %s", self.url.split("?")[0], exc)
             await self._fail(outbox, "agent_unavailable", "the agent could not be reached")
@@ -52,6 +52,7 @@ class WebSocketAgent:
             with trio.CancelScope(shield=True):
                 await ws.aclose(1000, "session ended")
         if self._lost is not None and self._lost.code not in (1000, 1001):
+            log.warning("agent %s link lost: %s", self.url.split("?")[0], self._lost)
             await self._fail(outbox, "agent_disconnected",
                              f"the agent connection was lost ({self._lost.code})")
 
@@ -100,8 +101,10 @@ class WebSocketAgent:
         scope.cancel()
 
     async def _keepalive(self, ws) -> None:
+        # An agent that stops reading for a while is not dead: allow it the agent write timeout
+        # per ping interval (half-open detection within two of those) rather than the caller's.
         try:
-            await ws.keepalive(self.limits.ping_interval_s)
+            await ws.keepalive(max(self.limits.ping_interval_s, self.limits.agent_write_timeout_s))
         except transport.ConnectionClosed:
             pass
 
