@@ -312,6 +312,8 @@ def measure(kind: str, calls: int, seconds: float, agent_port: int, workers: int
         sampler.start()
         result = load(port, calls, seconds)
         sampler.join()
+        if kind == SERVERS[0]:
+            result["gateway_metrics"] = _metrics(port)
         cpu = (marks["c1"] - marks["c0"]) / os.sysconf("SC_CLK_TCK") / (marks["t1"] - marks["t0"])
         return {"server": kind, "calls": calls, "workers": workers, "valid": _valid(result),
                 "cpu_pct": round(100 * cpu, 1),
@@ -325,6 +327,25 @@ def measure(kind: str, calls: int, seconds: float, agent_port: int, workers: int
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def _metrics(port: int) -> dict:
+    """The gateway's own counters (GET /metrics on its port; with workers, whichever answers).
+    Raw socket: the gateway's plain-HTTP answer repeats Content-Length, which httpx refuses."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+    except OSError:
+        return {}
+    out = {}
+    for line in data.partition(b"\r\n\r\n")[2].decode().splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith("converse_") and "{" not in name:
+            out[name[len("converse_"):]] = float(value)
+    return out
 
 
 def passes(r: dict) -> bool:
@@ -380,7 +401,24 @@ def main(argv=None) -> int:
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
+        import logging
+
         import trio
+        logging.basicConfig(level=os.environ.get("CONVERSE_BENCH_LOG", "WARNING"))
+        # SIGINT ends a server at once (no drain): the measurement is over
+        profile = os.environ.get("CONVERSE_BENCH_PROFILE") if args.serve != "agent" else None
+        if profile:                   # a cProfile of the server under test, for optimising
+            import cProfile
+            prof = cProfile.Profile()
+            prof.enable()
+
+            def stop(*_):
+                prof.disable()
+                prof.dump_stats(f"{profile}.{args.serve}.{os.getpid()}")
+                os._exit(0)
+            signal.signal(signal.SIGINT, stop)
+        else:
+            signal.signal(signal.SIGINT, lambda *_: os._exit(0))
         try:
             if args.serve == "agent":
                 _pin(1)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["benchmarks.audio_core", "benchmarks.ws_transport", "benchmarks.ws_sessions"]
+BENCHMARKS = ["benchmarks.audio_core", "benchmarks.ws_transport", "benchmarks.ws_sessions",
+              "benchmarks.phone_calls"]
 
 
 def main(argv=None) -> int:

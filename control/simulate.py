@@ -521,6 +521,11 @@ def add_arguments(p) -> None:
                    help="Twilio/Plivo auth token; Exotel: the channel's media key "
                         "(default: derived from this node's settings)")
     p.add_argument("--tail", type=float, default=2.0, help="seconds to listen after the audio")
+    p.add_argument("--seconds", type=float, default=None, help="play at most this much of the WAV")
+
+
+def _cut(pcm: bytes, seconds: float | None) -> bytes:
+    return pcm if seconds is None else pcm[:int(seconds * 8000) * 2]
 
 
 def command(args) -> int:
@@ -538,7 +543,7 @@ def command(args) -> int:
         return 2
     try:
         spec = CallSpec(provider=args.provider, channel_id=args.channel,
-                        pcm8k=read_wav_8k(args.wav), control_url=control,
+                        pcm8k=_cut(read_wav_8k(args.wav), args.seconds), control_url=control,
                         public_url=args.public_url or env.get("PUBLIC_URL") or control,
                         auth_token=token, gateway_url=args.gateway,
                         dtmf=parse_dtmf(args.dtmf), tail_s=args.tail,

@@ -366,3 +366,29 @@ async def test_not_in_service_and_stream_auth(stack, speech):
         await transport.connect(f"ws://127.0.0.1:{stack.gateway_port}/media/exotel/"
                                 f"{stack.channels['exotel']}?key=nope")
     assert refused.value.status == 403
+
+
+async def test_simulate_cli(stack, tmp_path):
+    """``converse simulate call`` as an operator runs it: prints the call's events, sends the
+    DTMF, writes what the caller heard."""
+    agent = ScriptedAgent()
+    out = tmp_path / "heard.wav"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(agent.serve, stack.agent_port)
+        proc = await trio.run_process(
+            [sys.executable, "-m", "control.cli", "simulate", "call", "--provider", "twilio",
+             "--channel", stack.channels["twilio"], "--wav",
+             str(SHARED_AUDIO / "en_hello_8k_ulaw.wav"), "--seconds", "1.5", "--dtmf", "7@0.5s",
+             "--out", str(out), "--control", stack.control.base_url,
+             "--auth-token", stack.control.twilio.auth_token, "--tail", "0.8"],
+            env=dict(stack.control.env), capture_stdout=True, capture_stderr=True, check=False)
+        nursery.cancel_scope.cancel()
+    text = proc.stdout.decode()
+    assert proc.returncode == 0, (text, proc.stderr.decode()[-2000:])
+    assert "webhook: HTTP 200" in text and "sent dtmf 7" in text and "mark played: m1" in text
+    import wave
+    with wave.open(str(out)) as w:
+        assert w.getframerate() == 8000 and w.getnframes() > 1.2 * 8000
+    [events] = [e for e in agent.events.values()
+                if any(isinstance(x, Dtmf) and x.digit == "7" for x in e)]
+    assert events[0].variables["provider"] == "twilio"
