@@ -484,6 +484,76 @@ def test_flow_target_menu_then_hand_off_to_the_agent(server, api, sms):
     assert say("+14155550121", "again", 2) == menu
 
 
+@pytest.mark.parametrize("server", ["postgres"], indirect=True)
+def test_two_control_nodes_share_the_work_without_double_replies(server, api, sms, tmp_path):
+    """Two `converse control` processes on one PostgreSQL database, webhooks spread over both:
+    every message answered once, each conversation's replies in order (conversation leases)."""
+    from fixtures_control import ControlServer
+
+    with counting_agent() as (agent_url, seen):
+        r = api.post("/api/v1/agents", json={"name": "counted", "kind": "http",
+                                             "config": {"url": agent_url}})
+        assert api.patch(f"/api/v1/channels/{sms['id']}",
+                         json={"agent_id": r.json()["id"]}).status_code == 200
+        second = ControlServer(tmp_path, dict(server.env), server.emulators)
+        second.start()
+        try:
+            _two_nodes(server, second, sms)
+        finally:
+            second.stop()
+        # The lease keeps the other node off a conversation: the agent saw each message once.
+        assert sorted(seen) == sorted(set(seen)) and len(seen) == 48
+
+
+def _two_nodes(server, second, sms):
+    numbers = [f"+1415558{n:04d}" for n in range(12)]
+    for k in range(4):
+        for i, number in enumerate(numbers):
+            node = (server, second)[(i + k) % 2]
+            params, headers = sms_in(server, sms, f"{k}", number)
+            r = httpx.post(f"{node.base_url}/api/v1/webhooks/twilio/{sms['id']}",
+                           data=params, headers=headers, timeout=30)
+            assert r.status_code == 200
+    wanted = {n: [f"You said: {k}" for k in range(4)] for n in numbers}
+    wait_for(lambda: all(len(twilio_sent_to(server.twilio, n)) >= 4 for n in numbers),
+             "every reply", 120)
+    assert {n: twilio_sent_to(server.twilio, n) for n in numbers} == wanted
+
+
+@contextlib.contextmanager
+def counting_agent():
+    """A real HTTP text agent on 127.0.0.1 (stdlib server in a thread) recording every turn."""
+    import http.server
+    import threading
+
+    seen: list[tuple[str, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((body["conversation_id"], body["text"]))
+            time.sleep(0.05)                 # a little thinking time widens any race
+            reply = json.dumps({"text": f"You said: {body['text']}"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/", seen
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 # -------------------------------------------------------------------------------------- API
 @BOTH
 def test_messages_api_filters_and_errors(server, api, sms):
