@@ -182,6 +182,10 @@ def test_twilio_voice_wizard_configures_the_number(page, server, api, agent_id):
     assert api.get(f"/api/v1/channels/{channel_id}").json()["status"] == "inactive"
     assert page.get_by_role("button", name="Activate").is_visible()
     assert not page.get_by_role("button", name="Deactivate").is_visible()
+    badge = page.locator('[data-role="badge"]')
+    badge.focus()                                        # the detail shows on keyboard focus too
+    detail = page.locator('[data-role="detail"]')
+    assert detail.is_visible() and "Deactivated by the operator" in detail.inner_text()
     page.get_by_role("button", name="Activate").click()
     page.locator(".badge-active").wait_for()
     _assert_no_reload(page)
@@ -269,7 +273,8 @@ def test_web_channel_by_keyboard_session_url_and_snippet(page, server, agent_id)
     page.get_by_role("button", name="Save origins").click()
     error = page.locator("#origins-error")
     error.wait_for()
-    assert error.inner_text()
+    assert "'not an origin'" in error.inner_text()
+    assert page.get_by_label("Pages allowed to open a session").get_attribute("aria-invalid") == "true"
     shoot(page, "channel-web")
 
 

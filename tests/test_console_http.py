@@ -176,3 +176,23 @@ def test_exotel_channel_page_shows_the_url_to_paste(control_server, console):
     assert f'badge-{r.json()["status"]}' in listing
     client.delete(f"/console/api/v1/channels/{ch['id']}", headers=h)
     client.delete(f"/console/api/v1/agents/{agent['id']}", headers=h)
+
+
+def test_wizard_asks_for_each_providers_own_fields():
+    """Every credential the API requires has a field (with the provider's label) in the wizard."""
+    from control import models
+    from control.console import catalog
+    from control.providers import provider_class
+
+    for form in catalog.FORMS:
+        names = {f.name for f in form.fields}
+        if form.provider is None:
+            assert form.type == "web" and not names
+            continue
+        required = set(provider_class(form.provider).credential_fields)
+        if form.type == "whatsapp":
+            required |= set(models.WHATSAPP_EXTRA_FIELDS)
+        assert required <= names, (form.key, required - names)
+        assert form.provider in models.PROVIDERS_BY_TYPE[form.type]
+    labels = {f.label for f in catalog.BY_KEY["whatsapp:meta"].fields}
+    assert {"Permanent Access Token", "Phone Number ID", "App Secret", "Verify Token"} <= labels

@@ -141,7 +141,7 @@
   }
 
   function origins(textarea) {
-    return textarea.value.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
+    return textarea.value.split(/[\n,]+/).map((s) => s.trim()).filter(Boolean);
   }
 
   // ---------------------------------------------------------------- Add Channel wizard
