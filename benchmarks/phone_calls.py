@@ -115,8 +115,9 @@ async def serve_baseline(port: int, agent_port: int, reuse_port: bool = False) -
                         if isinstance(pcm, bytes):
                             pcm8 = down.resample_chunk(np.frombuffer(pcm, dtype=np.int16)).tobytes()
                             payload = base64.b64encode(audioop.lin2ulaw(pcm8, 2)).decode()
-                            await ws.send_message(json.dumps(
-                                {"event": "media", "streamSid": sid, "media": {"payload": payload}}))
+                            await ws.send_message(json.dumps({
+                                "event": "media", "streamSid": sid,
+                                "media": {"payload": payload}}))
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(from_agent)
                     while True:
@@ -279,7 +280,9 @@ def load(port: int, calls: int, seconds: float) -> dict:
     slips.sort()
 
     def q(values, p):
-        return round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 3) if values else None
+        if not values:
+            return None
+        return round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 3)
     return {"frames_sent": sent, "frames_echoed": echoed, "p50_ms": q(latencies, 0.5),
             "p99_ms": q(latencies, 0.99),
             "late_frames": sum(1 for x in latencies if x > LATE_MS / 1000),

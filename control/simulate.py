@@ -1,4 +1,5 @@
-"""``converse simulate call``: play a WAV into a phone channel exactly as Twilio, Plivo or Exotel would.
+"""``converse simulate call``: play a WAV into a phone channel exactly as Twilio, Plivo or Exotel
+would.
 
 1. The voice webhook, signed as the provider signs it (the SDKs compute the signatures: twilio's
    ``RequestValidator.compute_signature``, plivo's ``get_signature_v3``), over the PUBLIC url the
@@ -223,7 +224,8 @@ class Wire:
         if p == "twilio":
             self.seq = 1
             return [json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}),
-                    json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": self.stream_id,
+                    json.dumps({"event": "start", "sequenceNumber": "1",
+                                "streamSid": self.stream_id,
                                 "start": {"accountSid": _rand("AC"), "streamSid": self.stream_id,
                                           "callSid": self.call_id, "tracks": ["inbound"],
                                           "mediaFormat": {"encoding": "audio/x-mulaw",
@@ -280,7 +282,8 @@ class Wire:
             return json.dumps({"event": "dtmf", "streamId": self.stream_id,
                                "dtmf": {"digit": digit, "track": "inbound"}})
         return json.dumps({"event": "dtmf", "sequence_number": str(self.seq),
-                           "stream_sid": self.stream_id, "dtmf": {"digit": digit, "duration": "100"}})
+                           "stream_sid": self.stream_id,
+                           "dtmf": {"digit": digit, "duration": "100"}})
 
     def mark(self, name: str) -> str:
         self.seq += 1

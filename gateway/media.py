@@ -55,7 +55,8 @@ def make_codec(provider: str, channel: ChannelInfo):
         return cls(default_format=MediaFormat("mulaw", 8000))
     if provider == "exotel":
         rate = int((channel.media or {}).get("sample_rate", 8000))
-        return cls(default_format=MediaFormat("l16", rate if rate in (8000, 16000, 24000) else 8000))
+        rate = rate if rate in (8000, 16000, 24000) else 8000
+        return cls(default_format=MediaFormat("l16", rate))
     return cls()
 
 

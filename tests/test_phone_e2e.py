@@ -1,5 +1,6 @@
-"""Phone calls end to end: the real control plane (Hypercorn subprocess, SQLite) and the real gateway
-(``converse gateway`` subprocess) on 127.0.0.1, provider emulators for the REST side, channels set up
+"""Phone calls end to end: the real control plane (Hypercorn subprocess, SQLite) and the real
+gateway (``converse gateway`` subprocess) on 127.0.0.1, provider emulators for the REST side,
+channels set up
 through the API, and ``control.simulate`` playing the provider: signed webhook, TwiML/XML answer,
 the provider's media-stream messages in real time, a provider-side player that echoes marks.
 
@@ -158,8 +159,9 @@ def stack(tmp_path_factory):
         es.callback(control.stop)
         st = Stack(control, gateway_port, agent_port)
         with control.client() as api:
+            config = {"url": f"ws://127.0.0.1:{agent_port}/"}
             r = api.post("/api/v1/agents", json={"name": "scripted", "kind": "websocket",
-                                                 "config": {"url": f"ws://127.0.0.1:{agent_port}/"}})
+                                                 "config": config})
             assert r.status_code == 201, r.text
             agent = r.json()["id"]
             tw, pl, ex = emus["twilio"], emus["plivo"], emus["exotel"]
@@ -351,10 +353,19 @@ async def test_not_in_service_and_stream_auth(stack, speech):
         result = await simulate_call(stack.spec(provider, provider + "-off", speech))
         assert result.status == 200 and "not in service" in (result.refused or ""), result.answer
         assert "<Hangup" in result.answer
+    async with httpx.AsyncClient(timeout=10) as client:     # a channel that does not exist
+        base = f"{stack.control.base_url}/api/v1/webhooks"
+        r = await client.post(f"{base}/twilio/ch_gone", data={"CallSid": "CA1", "From": "+1"})
+        assert r.status_code == 200 and "<Hangup" in r.text and "<Say" in r.text
+        r = await client.post(f"{base}/plivo/ch_gone", data={"CallUUID": "u1", "From": "1"})
+        assert r.status_code == 200 and "<Hangup" in r.text and "<Speak" in r.text
+        r = await client.post(f"{base}/twilio/ch_gone", data={"MessageSid": "SM1"})
+        assert r.status_code == 404                           # not a call: the JSON 404
     url = f"ws://127.0.0.1:{stack.gateway_port}/media/twilio/{stack.channels['twilio']}"
     ws = await transport.connect(url)
     from control.simulate import Wire
-    wire = Wire("twilio", "CA" + "0" * 32, {"token": "forged.token"}, stack.spec("twilio", "twilio", b""), {})
+    wire = Wire("twilio", "CA" + "0" * 32, {"token": "forged.token"},
+                stack.spec("twilio", "twilio", b""), {})
     await ws.send_many(wire.opening())
     with pytest.raises(transport.ConnectionClosed) as closed:
         with trio.fail_after(10):

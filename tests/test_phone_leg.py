@@ -1,4 +1,5 @@
-"""The phone media route and leg against a real in-process gateway (StaticDirectory, 127.0.0.1), with
+"""The phone media route and leg against a real in-process gateway (StaticDirectory, 127.0.0.1),
+with
 the simulator's provider messages (control.simulate.Wire) and no control plane: stream tokens,
 a second start, the start deadline (virtual clock), gap concealment, Exotel URL credentials,
 the stream-auth helpers."""
@@ -155,7 +156,8 @@ async def test_exotel_url_credentials(nursery):
     basic = "Basic " + base64.b64encode(f"converse:{key}".encode()).decode()
     spec = CallSpec(provider="exotel", channel_id="exotel1", pcm8k=_tone(0.4), control_url="",
                     tail_s=0.5)
-    for query, headers in ((f"?token={token}", {}), (f"?key={key}", {}), ("", {"Authorization": basic})):
+    ways = ((f"?token={token}", {}), (f"?key={key}", {}), ("", {"Authorization": basic}))
+    for query, headers in ways:
         ws = await transport.connect(_url(server, "exotel", "exotel1", query), headers)
         result = CallResult(call_id="CA-ex")
         await _stream(spec, ws, Wire("exotel", "CA-ex", {}, spec, {}), result)

@@ -15,7 +15,7 @@ Registered on import (``control.api`` imports this module) for ``(twilio|plivo|e
   ``{"url": "wss://GW/media/exotel/{channel}?token=…"}``. ``python -m control.api.voice_webhooks
   exotel-url CHANNEL_ID`` prints the URL to paste into the applet.
 
-A channel not in service gets the provider's polite refusal (TwiML/Plivo XML ``Say``/``Speak`` +
+A channel not in service, or unknown (Twilio/Plivo voice), gets the provider's polite refusal (TwiML/Plivo XML ``Say``/``Speak`` +
 ``Hangup``; Exotel a 503 JSON so the flow moves on to its Hangup applet), never a 500. A bad
 signature is a 403, logged with the channel id only.
 """
@@ -28,7 +28,9 @@ import urllib.parse
 from quart import Response, request
 
 from control.api.metrics import WEBHOOKS
-from control.api.webhooks import WebhookContext, register_webhook_handler
+from control.api.webhooks import (
+    WebhookContext, register_unknown_channel_answer, register_webhook_handler,
+)
 from gateway import streamauth
 
 log = logging.getLogger("converse.webhooks.voice")
@@ -210,6 +212,30 @@ async def _exotel_first_call(ctx: WebhookContext) -> None:
         log.info("exotel channel %s active: first authenticated call from the applet", row.id)
 
 
+async def twilio_unknown():
+    """A voice call to a channel that does not exist (deleted, mistyped URL): apologise and hang
+    up rather than a 404 the caller hears as an application error. SMS and others: None (404)."""
+    from twilio.twiml.voice_response import VoiceResponse
+    if request.method != "POST" or "CallSid" not in await request.form:
+        return None
+    response = VoiceResponse()
+    response.say(NOT_IN_SERVICE)
+    response.hangup()
+    return Response(str(response), content_type=_XML)
+
+
+async def plivo_unknown():
+    from plivo import plivoxml
+    if request.method != "POST" or "CallUUID" not in await request.form:
+        return None
+    response = plivoxml.ResponseElement()
+    response.add(plivoxml.SpeakElement(NOT_IN_SERVICE))
+    response.add(plivoxml.HangupElement())
+    return Response(response.to_string(), content_type=_XML)
+
+
+register_unknown_channel_answer("twilio", twilio_unknown)
+register_unknown_channel_answer("plivo", plivo_unknown)
 register_webhook_handler("twilio", "voice", twilio_voice)
 register_webhook_handler("plivo", "voice", plivo_voice)
 register_webhook_handler("exotel", "voice", exotel_voice)

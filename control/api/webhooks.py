@@ -71,6 +71,15 @@ def register_webhook_handler(provider: str, channel_type: str, handler: WebhookH
     _HANDLERS[(provider, channel_type)] = handler
 
 
+# provider -> async () -> response or None: how a call to an unknown channel is answered (e.g.
+# TwiML that apologises and hangs up, instead of a 404 the caller hears as "application error").
+_UNKNOWN_CHANNEL: dict[str, Callable[[], Awaitable[object]]] = {}
+
+
+def register_unknown_channel_answer(provider: str, answer) -> None:
+    _UNKNOWN_CHANNEL[provider] = answer
+
+
 def webhook_handler(provider: str, channel_type: str):
     """Decorator form of :func:`register_webhook_handler`."""
     def deco(fn):
@@ -126,6 +135,10 @@ async def _dispatch(provider: str, channel_id: str):
     if row is None or row.provider != provider:
         WEBHOOKS.inc(provider=provider if provider in ("twilio", "plivo", "exotel", "meta")
                      else "other", outcome="unknown_channel")
+        answer = _UNKNOWN_CHANNEL.get(provider)
+        polite = await answer() if answer is not None else None
+        if polite is not None:
+            return polite
         raise _not_found(f"no {provider} channel {channel_id}")
     ctx = WebhookContext(st, provider, row)
     if provider == "meta" and request.method == "GET":

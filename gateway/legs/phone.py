@@ -29,7 +29,8 @@ import trio
 from gateway.audio import JitterBuffer, Transcoder
 from gateway.metrics import SessionStats
 from gateway.protocols import (
-    DtmfReceived, ExotelChunker, LocalProtocolError, MarkPlayed, MediaReceived, MediaStreamConnection,
+    DtmfReceived, ExotelChunker, LocalProtocolError, MarkPlayed, MediaReceived,
+    MediaStreamConnection,
     ProtocolErrorEvent, SendMark, SendMedia, StreamClosed, StreamStopped,
 )
 from gateway.protocols.canonical import Clear, Dtmf, End, Event, Mark
