@@ -105,7 +105,7 @@ class SessionStats:
 
 
 _COUNTERS = ("frames_in", "frames_out", "events_in", "events_out", "dropped_in", "dropped_out",
-             "late_frames", "bad_messages")
+             "late_frames", "bad_messages", "gaps_in", "late_in", "concealed_frames")
 
 
 class Registry:
