@@ -54,6 +54,8 @@ class GatewayServer:
         # How a flow target gets its agent until the flow engine exists: a callable
         # (FlowInfo) -> AgentInfo | None. None means flows are refused with a clear reason.
         self.flow_agent = flow_agent
+        # async (flow_id) -> (AgentInfo, connector): runs flows (gateway.flows.runner.install).
+        self.flow_runner: Callable | None = None
         self._rate = HandshakeRateLimiter(self.limits.handshake_rate_per_s,
                                           self.limits.handshake_burst)
         self._stopping = False
@@ -158,6 +160,8 @@ class GatewayServer:
     async def agent_for(self, kind: str, target_id: str):
         """(AgentInfo, connector) for a channel target ("agent" | "flow", id), or ``Refused``.
         Every route (widget, phone media streams) builds its agent leg through this."""
+        if kind == "flow" and self.flow_runner is not None:
+            return await self.flow_runner(target_id)
         info = await _agent_for(self, kind, target_id)
         try:
             return info, make_agent(info, self.limits)

@@ -533,7 +533,9 @@ class FlowEngine:
             return urllib.parse.quote(template.to_text(value), safe="")
 
         url = template.render(node.url, url_part)
-        headers = {k: " ".join(self._render(v).splitlines()) for k, v in node.headers.items()}
+        # One line, no outer whitespace: HTTP forbids both ("Bearer {{token}}" with no token).
+        headers = {k: " ".join(self._render(v).splitlines()).strip()
+                   for k, v in node.headers.items()}
         body = None
         if isinstance(node.body, str):
             body = self._render(node.body)
