@@ -180,21 +180,40 @@ def test_twilio_voice_wizard_configures_the_number(page, server, api, agent_id):
     page.get_by_role("button", name="Deactivate").click()
     page.locator(".badge-inactive").wait_for()
     assert api.get(f"/api/v1/channels/{channel_id}").json()["status"] == "inactive"
-    assert page.get_by_role("button", name="Activate").is_visible()
+    assert page.get_by_role("button", name="Activate", exact=True).is_visible()
     assert not page.get_by_role("button", name="Deactivate").is_visible()
     badge = page.locator('[data-role="badge"]')
     badge.focus()                                        # the detail shows on keyboard focus too
     detail = page.locator('[data-role="detail"]')
     assert detail.is_visible() and "Deactivated by the operator" in detail.inner_text()
-    page.get_by_role("button", name="Activate").click()
+    page.get_by_role("button", name="Activate", exact=True).click()
     page.locator(".badge-active").wait_for()
     _assert_no_reload(page)
     assert api.get(f"/api/v1/channels/{channel_id}").json()["status"] == "active"
 
+    # Another number: the channel asks to be activated again, which moves the webhook there.
+    page.get_by_role("button", name="Choose another number").click()
+    page.get_by_label("+15005550007").check()
+    page.get_by_role("button", name="Use this number").click()
+    page.locator(".badge-setup").wait_for()
+    assert page.locator('[data-role="number"]').inner_text() == "+15005550007"
+    page.get_by_role("button", name="Activate", exact=True).click()
+    page.locator(".badge-active").wait_for()
+    assert tw.number("+15005550007")["voice_url"] == url
+
+    # Wrong new credentials: the provider's words next to the form, nothing changes.
+    page.get_by_label("Auth Token").fill("f" * 32)
+    page.get_by_role("button", name="Update credentials").click()
+    creds_error = page.locator("#creds-error")
+    creds_error.wait_for()
+    assert "twilio said" in creds_error.inner_text()
+    assert api.get(f"/api/v1/channels/{channel_id}").json()["status"] == "active"
+    _assert_no_reload(page)
+
     # The table shows it, status detail reachable by keyboard focus.
     page.goto(server.base_url + "/console/channels")
     row = page.locator(f'tr[data-channel="{channel_id}"]')
-    assert "Front desk" in row.inner_text() and "+15005550006" in row.inner_text()
+    assert "Front desk" in row.inner_text() and "+15005550007" in row.inner_text()
     assert "Agent: Echo" in row.inner_text() and "Twilio" in row.inner_text()
     shoot(page, "channels")
 
@@ -235,9 +254,16 @@ def test_whatsapp_channel_shows_url_and_verify_token(page, server, agent_id):
     assert page.locator('[data-role="badge"]').inner_text() == "Setup"
     assert page.get_by_label("Callback URL").input_value() == \
         f"https://converse.example.test/api/v1/webhooks/meta/{channel_id}"
-    assert page.get_by_label("Verify token").input_value() == "my-chosen-verify-token"
+    assert page.get_by_label("Verify token", exact=True).input_value() == "my-chosen-verify-token"
     assert "WhatsApp > Configuration" in page.inner_text("main")
     shoot(page, "channel-whatsapp")
+    # Meta's verification request arrives: the open page turns Active by itself.
+    _mark_page(page)
+    r = httpx.get(f"{server.base_url}/api/v1/webhooks/meta/{channel_id}", timeout=30,
+                  params=meta.verification_params("my-chosen-verify-token", challenge="4242"))
+    assert r.status_code == 200 and r.text == "4242"
+    page.locator(".badge-active").wait_for()
+    _assert_no_reload(page)
 
 
 def test_web_channel_by_keyboard_session_url_and_snippet(page, server, agent_id):

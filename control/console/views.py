@@ -197,7 +197,8 @@ async def channel(channel_id: str):
     agents, flows = await _targets()
     names = {a["id"]: a["name"] for a in agents} | {f["id"]: f["name"] for f in flows}
     widget_src = request.host_url.rstrip("/") + "/widget.js"
-    return await _page("channel.html", ch=ch, names=names, agents=agents, flows=flows,
+    form = catalog.BY_KEY.get(f"{ch['type']}:{ch['provider'] or 'none'}")
+    return await _page("channel.html", ch=ch, names=names, agents=agents, flows=flows, form=form,
                        titles=catalog.PROVIDER_TITLES, widget_src=widget_src,
                        settings=state().settings)
 

@@ -144,6 +144,41 @@
     return textarea.value.split(/[\n,]+/).map((s) => s.trim()).filter(Boolean);
   }
 
+  /* Fill `list` with one radio per number the provider says the account owns. */
+  async function loadNumbers(channel, list, err, progress, providerTitle) {
+    list.textContent = "";
+    err.hidden = true;
+    busy(progress, true, "Fetching the numbers from " + providerTitle + "…");
+    const r = await api("GET", "/channels/" + channel.id + "/numbers");
+    busy(progress, false);
+    if (!r.ok) { err.textContent = r.data.message; err.hidden = false; return false; }
+    if (!r.data.items.length) {
+      err.textContent = "This account owns no numbers. Buy one at the provider, then come back.";
+      err.hidden = false;
+      return false;
+    }
+    r.data.items.forEach((n, i) => {
+      const label = document.createElement("label");
+      label.className = "choice";
+      const input = document.createElement("input");
+      input.type = "radio"; input.name = "number"; input.value = n.number;
+      if (i === 0 || n.number === channel.phone_number) input.checked = true;
+      const caps = Object.keys(n.capabilities || {}).filter((k) => n.capabilities[k]).join(", ");
+      const span = document.createElement("span");
+      const strong = document.createElement("strong");
+      strong.textContent = n.number;
+      const small = document.createElement("span");
+      small.className = "muted";
+      small.textContent = caps || n.provider_id;
+      span.append(strong, document.createElement("br"), small);
+      label.append(input, span);
+      list.append(label);
+    });
+    const checked = $("input:checked", list);
+    if (checked) checked.focus();
+    return true;
+  }
+
   // ---------------------------------------------------------------- Add Channel wizard
   function wizard(form) {
     const steps = $$("fieldset[data-step]", form);
@@ -189,36 +224,7 @@
       }
     }
 
-    async function loadNumbers() {
-      const list = $("#numbers");
-      const err = $("#numbers-error");
-      list.textContent = "";
-      err.hidden = true;
-      busy($("#numbers-progress"), true, "Fetching the numbers from " + chosen().title.split(": ")[1] + "…");
-      const r = await api("GET", "/channels/" + st.channel.id + "/numbers");
-      busy($("#numbers-progress"), false);
-      if (!r.ok) { err.textContent = r.data.message; err.hidden = false; return; }
-      if (!r.data.items.length) {
-        err.textContent = "This account owns no numbers. Buy one at the provider, then come back.";
-        err.hidden = false;
-        return;
-      }
-      r.data.items.forEach((n, i) => {
-        const label = document.createElement("label");
-        label.className = "choice";
-        const input = document.createElement("input");
-        input.type = "radio"; input.name = "number"; input.value = n.number;
-        if (i === 0 || n.number === st.channel.phone_number) input.checked = true;
-        const caps = Object.keys(n.capabilities || {}).filter((k) => n.capabilities[k]).join(", ");
-        const span = document.createElement("span");
-        span.innerHTML = "<strong></strong><br><span class='muted'></span>";
-        span.firstChild.textContent = n.number;
-        span.lastChild.textContent = caps ? caps : n.provider_id;
-        label.append(input, span);
-        list.append(label);
-      });
-      focusFirst(list);
-    }
+    function providerName() { return chosen().title.split(": ")[1]; }
 
     async function verify() {
       clearErrors(form);
@@ -241,7 +247,12 @@
       busy($("#verify-progress"), true, "Checking the credentials with " + c.title.split(": ")[1] + "…");
       const name = $("#ch-name").value.trim();
       let r;
-      if (st.channel && st.kind === c.key) {
+      if (st.channel && st.kind !== c.key) {
+        // The operator went back and chose another provider: drop the channel this wizard made.
+        await api("DELETE", "/channels/" + st.channel.id);
+        st.channel = null;
+      }
+      if (st.channel) {
         r = await api("PATCH", "/channels/" + st.channel.id, Object.assign({ credentials }, name ? { name } : {}));
       } else {
         r = await api("POST", "/channels", Object.assign({ type: c.type, provider: c.provider, credentials }, name ? { name } : {}));
@@ -257,7 +268,7 @@
       toast("Credentials accepted by " + c.title.split(": ")[1]);
       prepareStep(3);
       go(3);
-      await loadNumbers();
+      await loadNumbers(st.channel, $("#numbers"), $("#numbers-error"), $("#numbers-progress"), providerName());
     }
 
     async function save() {
@@ -386,6 +397,64 @@
         await refresh();          // a failed activate/verify moves the channel to "error"
       }
     });
+
+    // WhatsApp turns Active when Meta's verification request arrives: watch for it.
+    if (root.dataset.type === "whatsapp") {
+      let polls = 0;
+      const timer = setInterval(async () => {
+        polls += 1;
+        const r = await api("GET", "/channels/" + id);
+        if (r.ok) render(r.data);
+        if ((r.ok && r.data.status !== "setup") || polls > 600) clearInterval(timer);
+      }, 3000);
+    }
+
+    const pick = $("[data-pick-number]", root);
+    if (pick) {
+      const picker = $("#number-picker");
+      pick.addEventListener("click", async () => {
+        picker.hidden = false;
+        pick.hidden = true;
+        await loadNumbers({ id, phone_number: $('[data-role="number"]', root).textContent }, $("#numbers"),
+                          $("#numbers-error"), $("#numbers-progress"), root.dataset.providerTitle);
+      });
+      $("[data-use-number]", root).addEventListener("click", async () => {
+        clearErrors(picker);
+        const chosenNumber = ($('#numbers input[name="number"]:checked') || {}).value;
+        if (!chosenNumber) return;
+        const r = await api("PATCH", "/channels/" + id, { phone_number: chosenNumber });
+        if (!r.ok) { showError(picker, r.data, $("#numbers-error")); return; }
+        render(r.data);
+        $('[data-role="number"]', root).textContent = r.data.phone_number;
+        picker.hidden = true;
+        pick.hidden = false;
+        pick.textContent = "Choose another number";
+        pick.focus();
+        toast("Number saved");
+      });
+    }
+
+    const credsForm = $("#creds-form");
+    if (credsForm) {
+      credsForm.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        clearErrors(credsForm);
+        const credentials = {};
+        $$("input", credsForm).forEach((input) => { if (input.value.trim()) credentials[input.name] = input.value.trim(); });
+        if (!Object.keys(credentials).length) {
+          showError(credsForm, { message: "Nothing to update: fill in the fields that changed." }, $("#creds-error"));
+          return;
+        }
+        const btn = $("button[type=submit]", credsForm);
+        btn.disabled = true;
+        const r = await api("PATCH", "/channels/" + id, { credentials });
+        btn.disabled = false;
+        if (!r.ok) { showError(credsForm, r.data, $("#creds-error")); return; }
+        $$("input", credsForm).forEach((input) => { input.value = ""; });
+        render(r.data);
+        toast("Credentials verified and saved");
+      });
+    }
 
     const dialog = $("#delete-dialog");
     $("[data-delete]", root).addEventListener("click", () => dialog.showModal());
