@@ -74,6 +74,8 @@ async def test_bad_input_gets_error_events_and_session_continues(gateway):
     assert err.code == "unknown_type" and "teleport" in err.message
     await ws.send('{"type":"start","session_id":"x","channel_id":"y","channel_type":"web"}')
     assert (await receive_json(ws, "error")).code == "not_allowed"
+    await ws.send('{"type":"mark","name":"forged"}')
+    assert (await receive_json(ws, "error")).code == "not_allowed"
     await ws.send_text(b'{"type":"text","text":"still here"}')
     assert (await receive_json(ws, "transcript")).text == "You said: still here"
     await ws.aclose()

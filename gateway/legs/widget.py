@@ -7,7 +7,7 @@ frames both ways. Bad input (odd byte count, malformed JSON, unknown type) is an
 from __future__ import annotations
 
 from gateway.protocols import canonical
-from gateway.protocols.canonical import Clear, Event
+from gateway.protocols.canonical import Clear, Event, Mark
 from gateway.metrics import SessionStats
 from gateway.transport import WebSocket
 
@@ -31,7 +31,13 @@ class WidgetLeg:
                 if type(message) is bytes:
                     canonical.check_audio_frame(message)
                     return message
-                return canonical.decode(message, sender="caller")
+                event = canonical.decode(message, sender="caller")
+                if type(event) is Mark:
+                    # the session acknowledges marks for the widget (at play time); a mark from
+                    # the browser would be a forged "heard" for the agent
+                    raise canonical.ProtocolError("not_allowed", "marks are acknowledged by the "
+                                                                 "gateway on this channel")
+                return event
             except canonical.ProtocolError as exc:
                 self.stats.bad_messages += 1
                 await self.send_event(exc.to_event())
