@@ -117,7 +117,7 @@ async def serve_baseline(port: int, agent_port: int, reuse_port: bool = False) -
                             payload = base64.b64encode(audioop.lin2ulaw(pcm8, 2)).decode()
                             await ws.send_message(json.dumps({
                                 "event": "media", "streamSid": sid,
-                                "media": {"payload": payload}}))
+                                "media": {"payload": payload}}, separators=(",", ":")))
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(from_agent)
                     while True:
@@ -343,11 +343,18 @@ def _metrics(port: int) -> dict:
                 data += chunk
     except OSError:
         return {}
-    out = {}
+    out, buckets = {}, []
     for line in data.partition(b"\r\n\r\n")[2].decode().splitlines():
         name, _, value = line.partition(" ")
-        if name.startswith("converse_") and "{" not in name:
+        if name.startswith("converse_added_latency_seconds_bucket"):
+            le = name.partition('le="')[2].partition('"')[0]
+            buckets.append((float(le), float(value)))
+        elif name.startswith("converse_") and "{" not in name:
             out[name[len("converse_"):]] = float(value)
+    total = out.get("added_latency_seconds_count", 0)
+    for q in (0.5, 0.99):           # upper bound of the bucket holding the quantile
+        hit = next((le for le, n in buckets if total and n >= q * total), None)
+        out[f"gateway_added_latency_p{int(q * 100)}_le_ms"] = None if hit is None else hit * 1000
     return out
 
 
@@ -360,11 +367,14 @@ def _row(r: dict) -> str:
     if "error" in r:
         return f"{r['server']:>32} x{r['workers']} {r['calls']:>4}  error: {r['error']}"
     flag = "ok " if passes(r) else ("GEN" if not r["valid"] else "-- ")
+    gw = r.get("gateway_metrics") or {}
+    inner = (f"  gateway inbound p99 <= {gw['gateway_added_latency_p99_le_ms']:g} ms"
+             if gw.get("gateway_added_latency_p99_le_ms") is not None else "")
     return (f"{flag} {r['server']:>32} x{r['workers']} {r['calls']:>4} calls  cpu "
             f"{r['cpu_pct']:>6.1f}% ({r['cpu_us_per_call_second']:>7.0f} us/call-s)  "
             f"p50 {r['p50_ms'] or 0:>7.2f} ms  p99 {r['p99_ms'] or 0:>8.2f} ms  "
             f"late {r['late_frames']:>5}  echoed {r['frames_echoed']}/{r['frames_sent']}  "
-            f"gen slip p99 {r['generator_slip_p99_ms']} ms")
+            f"gen slip p99 {r['generator_slip_p99_ms']} ms{inner}")
 
 
 def plot(results: list[dict]) -> None:
@@ -408,6 +418,7 @@ def main(argv=None) -> int:
 
         import trio
         logging.basicConfig(level=os.environ.get("CONVERSE_BENCH_LOG", "WARNING"))
+        logging.getLogger("converse.transport.wire").propagate = False     # connection chatter
         # SIGINT ends a server at once (no drain): the measurement is over
         profile = os.environ.get("CONVERSE_BENCH_PROFILE") if args.serve != "agent" else None
         if profile:                   # a cProfile of the server under test, for optimising
