@@ -234,14 +234,15 @@ def test_wrong_credential_shows_the_providers_rejection(page, server, api):
     # An empty field is flagged next to itself, before asking the provider.
     _creds(page).get_by_label("Auth Token").fill("")
     page.get_by_role("button", name="Verify").click()
-    assert "Required" in page.locator('[data-creds="voice:twilio"] [data-error-for="auth_token"]').inner_text()
+    error = page.locator('[data-creds="voice:twilio"] [data-error-for="auth_token"]')
+    assert "Required" in error.inner_text()
 
 
 def test_whatsapp_channel_shows_url_and_verify_token(page, server, agent_id):
     meta = server.meta
     _start_wizard(page, server, "WhatsApp: Meta Cloud API", "WhatsApp support")
-    for label, key in [("Permanent Access Token", "access_token"), ("Phone Number ID", "phone_number_id"),
-                       ("App Secret", "app_secret")]:
+    for label, key in [("Permanent Access Token", "access_token"),
+                       ("Phone Number ID", "phone_number_id"), ("App Secret", "app_secret")]:
         _creds(page).get_by_label(label).fill(meta.creds[key])
     _creds(page).get_by_label("Verify Token").fill("my-chosen-verify-token")
     page.get_by_role("button", name="Verify").click()
@@ -287,7 +288,7 @@ def test_web_channel_by_keyboard_session_url_and_snippet(page, server, agent_id)
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/console/channels/ch_\w+$"))
     assert page.locator('[data-role="badge"]').inner_text() == "Active"
-    snippet = page.get_by_label("Embed snippet (paste into a page on an allowed origin)").input_value()
+    snippet = page.get_by_label("Embed snippet", exact=False).input_value()
     assert f'data-agent="{agent_id}"' in snippet and "/widget.js" in snippet
     assert 'data-gateway="wss://gw.example.test"' in snippet
     page.get_by_role("button", name="Get Session URL").click()
@@ -300,7 +301,8 @@ def test_web_channel_by_keyboard_session_url_and_snippet(page, server, agent_id)
     error = page.locator("#origins-error")
     error.wait_for()
     assert "'not an origin'" in error.inner_text()
-    assert page.get_by_label("Pages allowed to open a session").get_attribute("aria-invalid") == "true"
+    origins = page.get_by_label("Pages allowed to open a session")
+    assert origins.get_attribute("aria-invalid") == "true"
     shoot(page, "channel-web")
 
 
@@ -339,13 +341,15 @@ def test_agents_and_flow_errors_at_the_node(page, server, api):
     page.goto(server.base_url + "/console/flows/new")
     page.get_by_label("Name").fill("Menu")
     definition = ('{"start": "start", "nodes": {"start": {"type": "entry", "next": "menu"}, '
-                  '"menu": {"type": "dtmf_menu", "prompt": "Press 1", "options": {"1": "nowhere"}}}}')
+                  '"menu": {"type": "dtmf_menu", "prompt": "Press 1", '
+                  '"options": {"1": "nowhere"}}}}')
     page.get_by_label("Definition (JSON)").fill(definition)
     page.get_by_role("button", name="Check").click()
     node = page.locator('#node-list li[data-node="menu"]')
     node.locator("li").first.wait_for()
     assert "nowhere" in node.inner_text() and "has-errors" in node.get_attribute("class")
-    assert "has-errors" not in (page.locator('#node-list li[data-node="start"]').get_attribute("class") or "")
+    start = page.locator('#node-list li[data-node="start"]')
+    assert "has-errors" not in (start.get_attribute("class") or "")
     shoot(page, "flow-errors")
     page.get_by_label("Definition (JSON)").fill("{not json")
     page.get_by_role("button", name="Save flow").click()

@@ -86,7 +86,8 @@ def recent(tx, channel_id: str | None = None, limit: int = 100) -> list[SessionR
         rows = tx.execute("SELECT * FROM console_sessions WHERE channel_id = ? "
                           "ORDER BY started_at DESC LIMIT ?", [channel_id, limit])
     else:
-        rows = tx.execute("SELECT * FROM console_sessions ORDER BY started_at DESC LIMIT ?", [limit])
+        rows = tx.execute("SELECT * FROM console_sessions ORDER BY started_at DESC LIMIT ?",
+                          [limit])
     return [msgspec.convert(r, SessionRecord) for r in rows]
 
 

@@ -1,5 +1,5 @@
 """The console's Quart blueprint object, alone: :mod:`.views` adds the routes to it. Kept apart so
-that importing the views first (which imports ``control.api``, which asks for ``bp``) is no cycle."""
+that importing the views first (they import ``control.api``, which asks for ``bp``) is no cycle."""
 from __future__ import annotations
 
 import pathlib

@@ -32,7 +32,8 @@ class ProviderForm(msgspec.Struct, frozen=True):
 _TWILIO = (
     Field("account_sid", "Account SID", "Twilio Console > Account Info; starts with AC.",
           placeholder="AC…"),
-    Field("auth_token", "Auth Token", "Twilio Console > Account Info (click to reveal).", secret=True),
+    Field("auth_token", "Auth Token", "Twilio Console > Account Info (click to reveal).",
+          secret=True),
 )
 
 FORMS: tuple[ProviderForm, ...] = (

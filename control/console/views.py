@@ -25,8 +25,11 @@ MAX_KEY_CHARS = 256
 def _secret() -> bytes:
     cached = current_app.config.get("CONVERSE_CONSOLE_SECRET")
     if cached is None:
-        cached = current_app.config["CONVERSE_CONSOLE_SECRET"] = \
-            sess.console_secret(state().settings.secret_key)
+        key = state().settings.secret_key
+        if not key:
+            raise ApiError(503, "unavailable", "the console needs the control plane's secret key "
+                           "(CONVERSE_SECRET_KEY or its key file)")
+        cached = current_app.config["CONVERSE_CONSOLE_SECRET"] = sess.console_secret(key)
     return cached
 
 
