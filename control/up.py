@@ -35,7 +35,8 @@ def gateway_limits():
         if raw:
             kind = type(getattr(defaults, field))
             try:
-                changes[field] = kind(raw)
+                changes[field] = (tuple(v.strip() for v in raw.split(",") if v.strip())
+                                  if kind is tuple else kind(raw))
             except ValueError:
                 raise SystemExit(f"converse: CONVERSE_LIMIT_{field.upper()} must be a {kind.__name__}")
     return defaults.replace(**changes)

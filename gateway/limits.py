@@ -26,6 +26,9 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     # Per-IP handshake token bucket: sustained rate and burst (RELIABILITY 8, answer 429).
     handshake_rate_per_s: float = 20.0
     handshake_burst: int = 50
+    # Behind a reverse proxy every connection comes from the proxy: for connections from these
+    # addresses the client is the last X-Forwarded-For entry (the one the proxy appended).
+    trusted_proxies: tuple[str, ...] = ()
     # Admission control: above this many live sessions new handshakes get 503 (RELIABILITY 10).
     max_sessions: int = 1000
     # A socket write blocked longer than this (2 s of audio) closes the session with 1011 (12).

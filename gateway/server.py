@@ -107,7 +107,7 @@ class GatewayServer:
             await hs.respond(503 if self._stopping else 200, b"ok\n", "text/plain")
             return
         try:
-            if not self._rate.allow(hs.remote_ip, trio.current_time()):
+            if not self._rate.allow(self.client_ip(hs), trio.current_time()):
                 raise Refused(429, "too many connection attempts from this address")
             handler, rest = self._route(hs.path)
             if self._stopping:
@@ -129,6 +129,16 @@ class GatewayServer:
         finally:
             self._admitted -= 1
 
+    def client_ip(self, hs: Handshake) -> str:
+        """The caller's address: the TCP peer, or behind a trusted proxy the address it appended
+        to X-Forwarded-For (earlier entries are client-supplied and not trusted)."""
+        if hs.remote_ip in self.limits.trusted_proxies:
+            forwarded = ",".join(hs.headers.get_all("X-Forwarded-For"))
+            last = forwarded.rsplit(",", 1)[-1].strip()
+            if last:
+                return last[:64]
+        return hs.remote_ip
+
     def _route(self, path: str) -> tuple[RouteHandler, str]:
         for prefix, handler in self.routes.items():
             if path.startswith(prefix):
@@ -139,7 +149,8 @@ class GatewayServer:
 
     async def _refuse(self, hs: Handshake, refused: Refused) -> None:
         self.metrics.handshake(refused.status)
-        log.info("refused %s from %s: %d %s", hs.path, hs.remote_ip, refused.status, refused.reason)
+        log.info("refused %s from %s: %d %s", hs.path, self.client_ip(hs), refused.status,
+                 refused.reason)
         headers = {"Retry-After": "1"} if refused.status in (429, 503) else None
         await hs.reject(refused.status, refused.reason, headers)
 

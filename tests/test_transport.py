@@ -239,3 +239,23 @@ async def test_random_bytes_after_upgrade_never_hurt_the_server(junk):
         assert (await receive_json(other, "transcript")).text == "You said: ok"
         await other.aclose()
         server.shutdown()
+
+
+async def test_rate_limit_per_client_behind_a_trusted_proxy(nursery, autojump_clock):
+    server = await start_gateway(nursery, limits=Limits(handshake_rate_per_s=0.01,
+                                                        handshake_burst=2,
+                                                        trusted_proxies=("127.0.0.1",)))
+
+    async def via_proxy(client: str):
+        return await transport.connect(url(server, "/ws/agent/echo"),
+                                       {"Origin": "http://localhost:8000",
+                                        "X-Forwarded-For": f"6.6.6.6, {client}"})
+
+    sessions = [await via_proxy("10.0.0.1"), await via_proxy("10.0.0.1")]
+    with pytest.raises(transport.HandshakeError) as info:
+        await via_proxy("10.0.0.1")                 # this client is over its budget...
+    assert info.value.status == 429
+    sessions.append(await via_proxy("10.0.0.2"))    # ...another one behind the proxy is not
+    for ws in sessions:
+        await ws.aclose()
+    server.shutdown()
