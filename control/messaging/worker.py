@@ -18,6 +18,7 @@ import trio
 
 from control.messaging import repo as mrepo
 from control.messaging.config import MessagingSettings
+from control.messaging.outbox import backoff_s
 from control.messaging.targets import NOT_TEXT_REPLY, Turn, run_turn
 from control.store import channel_aad
 from control.store import repo as srepo
@@ -72,6 +73,9 @@ class Inbox:
             log.exception("messaging: conversation %s failed; retrying at the next poll", cid)
         finally:
             self.busy.discard(cid)
+            # A message that arrived just after our last look was skipped by the round that it
+            # woke (we were busy): look again now rather than at the next poll.
+            self.poke()
 
     def _lease(self) -> tuple[int, int]:
         now = mrepo.now_ms()
@@ -80,24 +84,35 @@ class Inbox:
     async def _drain(self, cid: str) -> None:
         if not await self.store.run(mrepo.take_lease, cid, self.owner, *self._lease()):
             return
+        pause_s = 0.0
         try:
             while True:
                 message = await self.store.read(mrepo.next_inbound, cid)
-                if message is None or not await self._handle(message):
+                if message is None:
                     return
-                if not await self.store.run(mrepo.take_lease, cid, self.owner, *self._lease()):
+                pause_s = await self._handle(message)
+                if pause_s or not await self.store.run(mrepo.take_lease, cid, self.owner,
+                                                       *self._lease()):
                     return
         finally:
             with trio.CancelScope(shield=True):
-                await self.store.run(mrepo.release_lease, cid, self.owner)
+                if pause_s > 0:
+                    # Keep the lease as a "not before": nobody retries this conversation (and
+                    # its later messages wait behind it) until the backoff is over.
+                    now = mrepo.now_ms()
+                    await self.store.run(mrepo.take_lease, cid, self.owner,
+                                         now + int(pause_s * 1000), now)
+                else:
+                    await self.store.run(mrepo.release_lease, cid, self.owner)
 
-    async def _handle(self, m: mrepo.Message) -> bool:
-        """Process one inbound message; False stops this conversation for now (retry later)."""
+    async def _handle(self, m: mrepo.Message) -> float:
+        """Process one inbound message; a positive result pauses the conversation that long
+        (the agent failed: retry later), -1 stops it for now (lost the lease)."""
         channel = await self.store.read(srepo.get_channel, m.channel_id)
         if channel is None or channel.status != "active":
             await self.store.run(mrepo.finish_inbound, m.id, "skipped",
                                  "channel gone" if channel is None else f"channel {channel.status}")
-            return True
+            return 0.0
         conv = await self.store.read(mrepo.get_conversation, m.conversation_id)
         await self._mark_read(channel, m)
         state = conv.target_state
@@ -119,10 +134,10 @@ class Inbox:
             done = await self.store.run(self._commit, m, replies, state)
         except LostLease:
             log.warning("messaging: lost the lease on %s; another worker continues", m.conversation_id)
-            return False
+            return -1.0
         if done and replies:
             self.on_replies()
-        return True
+        return 0.0
 
     def _commit(self, tx, m: mrepo.Message, replies: list[str], state: dict) -> bool:
         if not mrepo.holds_lease(tx, m.conversation_id, self.owner):
@@ -135,17 +150,17 @@ class Inbox:
         mrepo.set_target_state(tx, m.conversation_id, state)
         return True
 
-    async def _agent_failed(self, m: mrepo.Message, exc: AgentTurnError) -> bool:
+    async def _agent_failed(self, m: mrepo.Message, exc: AgentTurnError) -> float:
         attempts = await self.store.run(mrepo.count_attempt, m.id, f"agent: {exc}"[:500])
         if attempts >= self.ms.agent_attempts:
             log.warning("messaging: giving up on message %s after %d agent failures (%s)",
                         m.id, attempts, exc.code,
                         exc_info=exc.__cause__ if exc.code == "agent_crashed" else None)
             await self.store.run(mrepo.finish_inbound, m.id, "failed", f"agent: {exc}"[:500])
-            return True
+            return 0.0
         log.info("messaging: agent failed on %s (%s); will retry", m.id, exc.code,
                  exc_info=exc.__cause__ if exc.code == "agent_crashed" else None)
-        return False
+        return backoff_s(attempts, self.ms)
 
     async def _mark_read(self, channel, m: mrepo.Message) -> None:
         """WhatsApp: blue ticks and a typing indicator while the agent thinks. Best effort."""
