@@ -196,3 +196,53 @@ def test_streamauth_helpers():
     assert streamauth.key_from_basic_auth("Basic " + base64.b64encode(b"u:pw").decode()) == "pw"
     assert streamauth.key_from_basic_auth("Basic !!!") is None
     assert streamauth.key_from_basic_auth("Bearer x") is None
+
+
+async def test_agent_end_closes_the_stream_and_hangup_ends_the_agent(nursery):
+    """The agent's ``end`` closes the provider stream (1000: Twilio then runs out of TwiML and
+    hangs up); a provider ``stop`` ends the agent's leg with an ``end``."""
+    from gateway.protocols import canonical
+    from gateway.protocols.canonical import End
+    seen = []
+
+    async def agent(hs):
+        ws = await hs.accept()
+        start = canonical.decode(await ws.receive())
+        seen.append(start)
+        try:
+            if start.variables["call_id"] == "call-agent-ends":
+                await ws.send_text(canonical.encode(End(reason="goodbye")))
+            while True:
+                message = await ws.receive()
+                if type(message) is str:
+                    seen.append(canonical.decode(message))
+        except transport.ConnectionClosed:
+            pass
+    listeners = await transport.open_listeners("127.0.0.1", 0)
+    port = listeners[0].socket.getsockname()[1]
+    nursery.start_soon(transport.serve, agent, listeners, Limits())
+    directory = _directory()
+    directory.agents["ext"] = AgentInfo(id="ext", name="ext", kind="websocket",
+                                        config={"url": f"ws://127.0.0.1:{port}/"})
+    directory.channels["twilio1"] = ChannelInfo(id="twilio1", type="voice", provider="twilio",
+                                                status="active", agent_id="ext")
+    server = GatewayServer(directory, SECRET, Limits())
+    media.install(server)
+    await nursery.start(server.serve, "127.0.0.1", 0)
+    spec = CallSpec(provider="twilio", channel_id="twilio1", pcm8k=b"", control_url="")
+
+    ws = await transport.connect(_url(server, "twilio", "twilio1"))
+    await ws.send_many(Wire("twilio", "call-agent-ends", _params("twilio", "call-agent-ends"),
+                            spec, {}).opening())
+    assert await _closed_code(ws) == 1000
+
+    ws = await transport.connect(_url(server, "twilio", "twilio1"))
+    wire = Wire("twilio", "call-hangup", _params("twilio", "call-hangup"), spec, {})
+    await ws.send_many(wire.opening())
+    await ws.send(wire.media(_tone(0.02), 0))
+    await ws.send(wire.stop())
+    await _closed_code(ws)
+    with trio.fail_after(5):
+        while not any(isinstance(e, End) for e in seen):
+            await trio.sleep(0.01)
+    assert seen[-1] == End(reason="caller hung up")
