@@ -71,13 +71,39 @@ async def test_recording_failure_does_not_break_the_session(store):
     assert stats.frames_in == 1
 
 
-def test_table_is_bounded(store, monkeypatch):
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+def test_table_is_bounded(database_url, monkeypatch):
+    store = open_store(Settings(database_url=database_url, secret_key=parse_key(generate_key())))
     monkeypatch.setattr(activity, "KEEP", 5)
     store.run_sync(activity._ensure)
+    store.run_sync(activity._ensure)              # idempotent
     for i in range(8):
         rec = activity.from_stats(f"s{i}", "ch", 1_790_000_000 + i, 1.0, SessionStats())
         store.run_sync(activity.insert, rec)
     ids = [r.id for r in store.run_sync(activity.recent, None)]
     assert ids == ["s7", "s6", "s5", "s4", "s3"]
-    chart = activity.latency_chart([])
-    assert chart["empty"]
+    store.close()
+    assert activity.latency_chart([])["empty"]
+
+
+async def test_real_gateway_session_is_recorded(store, nursery):
+    """Through a real GatewayServer on 127.0.0.1: a widget session's stats land in the table."""
+    from fixtures_gateway import open_session, receive_json, start_gateway
+
+    gw = await start_gateway(nursery)
+    activity.attach(gw, store)
+    await activity.ensure(store)
+    ws = await open_session(gw)
+    for _ in range(3):
+        await ws.send(b"\x00\x00" * 320)
+    await ws.send_text(b'{"type":"text","text":"x"}')
+    await receive_json(ws, "transcript")
+    assert activity.live_counts()["web1"] == 1
+    await ws.aclose()
+    with trio.fail_after(30):                    # a bound, not a measurement
+        while not await store.read(activity.recent, "web1"):
+            await trio.sleep(0.05)
+    [rec] = await store.read(activity.recent, "web1")
+    assert rec.frames_in == 3 and rec.kind == "web" and rec.end_reason
+    assert "web1" not in activity.live_counts()
+    gw.shutdown()
