@@ -390,6 +390,16 @@ def test_sms_retries_exhausted_dead_letter(server, api, sms):
     assert dead["attempts"] == 4 and "gave up after 4 attempts" in dead["last_error"]
     server.twilio.clear_faults()
     assert twilio_sent_to(server.twilio, "+14155550105") == []
+    # The operator retries the dead letter once the provider is back.
+    retry = f"/api/v1/channels/{sms['id']}/messages/{dead['id']}/retry"
+    r = api.post(retry)
+    assert r.status_code == 200 and r.json()["status"] in ("pending", "sending", "sent")
+    wait_for(lambda: twilio_sent_to(server.twilio, "+14155550105"), "the retried reply")
+    assert twilio_sent_to(server.twilio, "+14155550105") == ["You said: never"]
+    assert api.post(retry).status_code == 409                  # not dead any more
+    inbound_id = dead["reply_to"]
+    assert api.post(f"/api/v1/channels/{sms['id']}/messages/{inbound_id}/retry").status_code == 409
+    assert api.post(f"/api/v1/channels/{sms['id']}/messages/msg_nope/retry").status_code == 404
 
 
 @BOTH

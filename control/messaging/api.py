@@ -8,7 +8,7 @@ from quart import Blueprint, current_app, request
 
 from control import models
 from control.api.auth import require_api_key
-from control.api.errors import json_response, not_found, validation
+from control.api.errors import conflict, json_response, not_found, validation
 from control.api.routing import QueryParam, operation
 from control.api.state import state
 from control.api.webhooks import register_webhook_handler
@@ -104,6 +104,27 @@ async def list_messages(channel_id: str):
         tx, channel_id, direction=direction, status=status, conversation_id=conversation_id,
         before_seq=before, limit=limit))
     return json_response(MessageList([_message_out(r) for r in rows]))
+
+
+@operation(bp, "POST", "/channels/{channel_id}/messages/{message_id}/retry", tag="messaging",
+           summary="Send a dead-lettered reply again (attempts reset). For an 'unconfirmed' "
+                   "WhatsApp send this may deliver it twice: the operator decides",
+           responses={200: MessageOut, 401: ERR, 403: ERR, 404: ERR, 409: ERR})
+async def retry_message(channel_id: str, message_id: str):
+    st = state()
+    if not await st.store.run(mrepo.requeue_dead, channel_id, message_id):
+        rows = await st.store.read(lambda tx: [r for r in mrepo.list_messages(
+            tx, channel_id, limit=1, message_id=message_id)])
+        if not rows:
+            raise not_found("message", message_id)
+        raise conflict(f"only dead outbound messages can be retried; this one is "
+                       f"{rows[0]['direction']} {rows[0]['status']}")
+    service = current_app.config.get(SERVICE_KEY)
+    if service is not None:
+        service.outbox.poke()
+    rows = await st.store.read(lambda tx: mrepo.list_messages(tx, channel_id, limit=1,
+                                                              message_id=message_id))
+    return json_response(_message_out(rows[0]))
 
 
 @bp.before_app_serving

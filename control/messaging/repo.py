@@ -250,6 +250,15 @@ def mark_dead(tx: Tx, message_id: str, error: str) -> bool:
         (error, now_iso(), message_id)) == 1
 
 
+def requeue_dead(tx: Tx, channel_id: str, message_id: str) -> bool:
+    """An operator's retry of a dead letter: back to ``pending`` with fresh attempts."""
+    return tx.rowcount(
+        "UPDATE messages SET status = 'pending', attempts = 0, next_attempt_ms = 0, "
+        "lease_until_ms = 0, last_error = '', updated_at = ? WHERE id = ? AND channel_id = ? "
+        "AND direction = ? AND status = 'dead'",
+        (now_iso(), message_id, channel_id, OUTBOUND)) == 1
+
+
 def known_provider_ids(tx: Tx, channel_id: str, ids: list[str]) -> set[str]:
     """Which of ``ids`` are already recorded on outbound messages of the channel."""
     if not ids:
@@ -289,10 +298,11 @@ def apply_delivery(tx: Tx, channel_id: str, provider_id: str, status: str, *,
 # ------------------------------------------------------------------------------------- API
 def list_messages(tx: Tx, channel_id: str, *, direction: str | None = None,
                   status: str | None = None, conversation_id: str | None = None,
-                  before_seq: int | None = None, limit: int = 100) -> list[dict]:
+                  before_seq: int | None = None, limit: int = 100,
+                  message_id: str | None = None) -> list[dict]:
     where, params = ["m.channel_id = ?"], [channel_id]
     for col, value in (("m.direction", direction), ("m.status", status),
-                       ("m.conversation_id", conversation_id)):
+                       ("m.conversation_id", conversation_id), ("m.id", message_id)):
         if value is not None:
             where.append(f"{col} = ?")
             params.append(value)
