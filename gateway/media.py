@@ -233,8 +233,12 @@ class _PreconnectedAgent:
         with trio.fail_after(self.agent.limits.agent_connect_timeout_s + 1):
             await self.pre._done.wait()
         ws = self.pre._ws
+        if self.pre._error is not None:
+            log.warning("agent %s unreachable: %s", self.agent.url.split("?")[0], self.pre._error)
+            await self.agent._fail(outbox, "agent_unavailable", "the agent could not be reached")
+            return
         if ws is None:
-            await self.agent.run(start, inbox, outbox)    # failed or not started: its own path
+            await self.agent.run(start, inbox, outbox)    # not a WebSocket URL: its own path
             return
         await _run_connected(self.agent, ws, start, inbox, outbox)
 

@@ -246,3 +246,26 @@ async def test_agent_end_closes_the_stream_and_hangup_ends_the_agent(nursery):
         while not any(isinstance(e, End) for e in seen):
             await trio.sleep(0.01)
     assert seen[-1] == End(reason="caller hung up")
+
+
+async def test_unreachable_agent_ends_the_call_cleanly(nursery):
+    """The agent connection (opened while the provider sends start) fails: the call is closed
+    normally, promptly, and the gateway keeps serving."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]               # nothing listens here once closed
+    directory = _directory()
+    directory.agents["dead"] = AgentInfo(id="dead", name="dead", kind="websocket",
+                                         config={"url": f"ws://127.0.0.1:{dead}/"})
+    directory.channels["twilio1"] = ChannelInfo(id="twilio1", type="voice", provider="twilio",
+                                                status="active", agent_id="dead")
+    server = GatewayServer(directory, SECRET, Limits())
+    media.install(server)
+    await nursery.start(server.serve, "127.0.0.1", 0)
+    spec = CallSpec(provider="twilio", channel_id="twilio1", pcm8k=b"", control_url="")
+    ws = await transport.connect(_url(server, "twilio", "twilio1"))
+    await ws.send_many(Wire("twilio", "call-dead", _params("twilio", "call-dead"), spec,
+                            {}).opening())
+    assert await _closed_code(ws) == 1000
+    assert not server.sessions
