@@ -659,7 +659,23 @@
     }
   }
 
+  // ---------------------------------------------------------------- delete an agent or a flow
+  function deleteResource(box) {
+    const dialog = $("#delete-dialog", box);
+    const alertEl = $("#delete-error", box);
+    $("[data-delete-open]", box).addEventListener("click", () => dialog.showModal());
+    dialog.addEventListener("close", async () => {
+      if (dialog.returnValue !== "delete") return;
+      const r = await api("DELETE", box.dataset.deleteResource);
+      if (r.ok) { location.href = box.dataset.back; return; }
+      alertEl.textContent = r.data.message || "Delete failed.";   // 409 names the channels
+      alertEl.hidden = false;
+      alertEl.focus();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    const d = $("[data-delete-resource]"); if (d) deleteResource(d);
     const w = $("#wizard"); if (w) wizard(w);
     const c = $("#channel-page"); if (c) channelPage(c);
     const a = $("#agent-form"); if (a) agentForm(a);
