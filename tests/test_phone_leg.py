@@ -271,3 +271,27 @@ async def test_unreachable_agent_ends_the_call_cleanly(nursery):
     with trio.fail_after(5):
         while server.sessions:
             await trio.sleep(0.01)
+
+
+@pytest.mark.parametrize("garbage, code", [
+    ("{not json", 1007),
+    ('{"event":"media","media":{"payload":"AAAA"}, "sequenceNumber":"x"}', 1007),
+    ('{"event":"mark"}', 1007),
+    ("[1, 2]", 1003),
+    ('{"event":"dtmf","dtmf":{"digit":"Q"}}', 1007),
+])
+async def test_garbage_after_start_closes_with_the_codec_code(nursery, garbage, code):
+    server = await _gateway(nursery)
+    spec = CallSpec(provider="twilio", channel_id="twilio1", pcm8k=b"", control_url="")
+    wire = Wire("twilio", "call-bad", _params("twilio", "call-bad"), spec, {})
+    ws = await transport.connect(_url(server, "twilio", "twilio1"))
+    await ws.send_many(wire.opening() + [wire.media(_tone(0.02), 0), garbage])
+    assert await _closed_code(ws) == code
+    # an undecodable payload in a well-formed message is counted and skipped, not fatal
+    ws = await transport.connect(_url(server, "twilio", "twilio1"))
+    wire = Wire("twilio", "call-bad2", _params("twilio", "call-bad2"), spec, {})
+    bad_payload = wire.media(_tone(0.02), 0).replace('"payload":"', '"payload":"!!')
+    await ws.send_many(wire.opening() + [bad_payload, wire.media(_tone(0.02), 20)])
+    with trio.move_on_after(0.3):
+        assert await _closed_code(ws) is None
+    await ws.aclose()
