@@ -669,6 +669,12 @@
       const r = await api("DELETE", box.dataset.deleteResource);
       if (r.ok) { location.href = box.dataset.back; return; }
       alertEl.textContent = r.data.message || "Delete failed.";   // 409 names the channels
+      (r.data.channels || []).forEach((cid, i) => {
+        const link = document.createElement("a");
+        link.href = "/console/channels/" + cid;
+        link.textContent = "open " + cid;
+        alertEl.append(i ? ", " : " — ", link);
+      });
       alertEl.hidden = false;
       alertEl.focus();
     });
