@@ -403,3 +403,34 @@ async def test_simulate_cli(stack, tmp_path):
     [events] = [e for e in agent.events.values()
                 if any(isinstance(x, Dtmf) and x.digit == "7" for x in e)]
     assert events[0].variables["provider"] == "twilio"
+
+
+async def test_get_voice_webhooks_are_signed_over_the_query(stack):
+    """Numbers configured with GET: Twilio signs the URL with its query (no params folded in),
+    Plivo's V3 GET string sorts the query; both are validated and answered."""
+    from plivo.utils.signature_v3 import construct_get_url, get_signature_v3
+    from twilio.request_validator import RequestValidator
+    import urllib.parse
+    async with httpx.AsyncClient(timeout=10) as client:
+        path = f"/api/v1/webhooks/twilio/{stack.channels['twilio']}"
+        query = urllib.parse.urlencode({"CallSid": "CA" + "7" * 32, "From": "+14155550123",
+                                        "To": "+15005550006"})
+        public = f"{stack.control.settings.public_url}{path}?{query}"
+        sig = RequestValidator(stack.control.twilio.auth_token).compute_signature(public, {})
+        r = await client.get(f"{stack.control.base_url}{path}?{query}",
+                             headers={"X-Twilio-Signature": sig})
+        assert r.status_code == 200 and "<Stream" in r.text and "call_sid" in r.text, r.text
+        r = await client.get(f"{stack.control.base_url}{path}?{query}",
+                             headers={"X-Twilio-Signature": sig[:-2] + "xx"})
+        assert r.status_code == 403
+
+        path = f"/api/v1/webhooks/plivo/{stack.channels['plivo']}"
+        query = urllib.parse.urlencode({"CallUUID": "u-get", "From": "14155550123"})
+        public = f"{stack.control.settings.public_url}{path}?{query}"
+        nonce = "98765"
+        sig = get_signature_v3(stack.control.plivo.auth_token.encode(),
+                               construct_get_url(public, {}), nonce.encode()).decode()
+        r = await client.get(f"{stack.control.base_url}{path}?{query}",
+                             headers={"X-Plivo-Signature-V3": sig,
+                                      "X-Plivo-Signature-V3-Nonce": nonce})
+        assert r.status_code == 200 and "<Stream" in r.text and "from=14155550123" in r.text

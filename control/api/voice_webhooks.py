@@ -86,13 +86,14 @@ async def twilio_voice(ctx: WebhookContext):
         response.say(NOT_IN_SERVICE)
         response.hangup()
         return Response(str(response), content_type=_XML)
-    call_sid = form.get("CallSid", "")
+    fields = form if request.method == "POST" else request.args   # a GET voice URL: query
+    call_sid = fields.get("CallSid", "")
     connect = Connect()
     stream = connect.stream(url=stream_url(ctx))
     stream.parameter(name=streamauth.TOKEN_PARAM, value=_token(ctx, call_sid))
     for name, field in (("from", "From"), ("to", "To"), ("call_sid", "CallSid")):
-        if form.get(field):
-            stream.parameter(name=name, value=form.get(field)[:64])
+        if fields.get(field):
+            stream.parameter(name=name, value=fields.get(field)[:64])
     response.append(connect)
     WEBHOOKS.inc(provider="twilio", outcome="answered")
     return Response(str(response), content_type=_XML)
@@ -154,11 +155,12 @@ async def plivo_voice(ctx: WebhookContext):
         response.add(plivoxml.SpeakElement(NOT_IN_SERVICE))
         response.add(plivoxml.HangupElement())
         return Response(response.to_string(), content_type=_XML)
-    call_uuid = form.get("CallUUID", "")
+    fields = form if request.method == "POST" else request.args   # a GET answer URL: query
+    call_uuid = fields.get("CallUUID", "")
     headers = [f"{streamauth.TOKEN_PARAM}={streamauth.plivo_escape(_token(ctx, call_uuid))}"]
     for name, field in (("from", "From"), ("to", "To")):
-        if _alnum(form.get(field, "")):
-            headers.append(f"{name}={_alnum(form.get(field))}")
+        if _alnum(fields.get(field, "")):
+            headers.append(f"{name}={_alnum(fields.get(field))}")
     response.add(plivoxml.StreamElement(
         stream_url(ctx), bidirectional=True, keepCallAlive=True,
         contentType="audio/x-mulaw;rate=8000", extraHeaders=",".join(headers)))
