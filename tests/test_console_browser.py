@@ -223,12 +223,17 @@ def test_wrong_credential_shows_the_providers_rejection(page, server, api):
     _start_wizard(page, server, "Voice: Twilio", "Typo")
     _creds(page).get_by_label("Account SID").fill(server.twilio.creds["account_sid"])
     _creds(page).get_by_label("Auth Token").fill("0" * 32)
+    server.twilio.hang("accounts.fetch", seconds=3)      # Twilio takes its time to answer
     page.get_by_role("button", name="Verify").click()
+    progress = page.locator("#verify-progress")
+    assert progress.is_visible() and "Checking the credentials with Twilio" in progress.inner_text()
+    assert page.get_by_role("button", name="Verify").is_disabled()
     alert = page.locator("#wizard-error")
     alert.wait_for()
     text = alert.inner_text()
     assert "twilio said" in text and "Authenticate" in text, text
     assert page.locator('fieldset[data-step="2"]').is_visible()      # still on the credentials
+    assert not progress.is_visible()
     assert _channel_count(api) == before                              # nothing stored
     shoot(page, "wizard-rejected")
     # An empty field is flagged next to itself, before asking the provider.
