@@ -59,3 +59,12 @@ def test_late_and_duplicate_frames_are_dropped_and_counted():
     assert stats.late_in == 2
     no_numbers = MediaReceived("", None, None, None)
     assert gaps.frames(FRAME, no_numbers) == [FRAME]   # nothing to number by: as is
+
+
+def test_a_jump_over_two_seconds_is_a_resync_not_invented_audio():
+    stats = SessionStats("twilio")
+    gaps = GapFiller(stats)
+    gaps.frames(FRAME, _media(0))
+    assert len(gaps.frames(FRAME, _media(1980))) == 99        # 98 lost frames: concealed
+    assert len(gaps.frames(FRAME, _media(1980 + 5000))) == 1  # 5 s jump: start over
+    assert stats.concealed_frames == 98

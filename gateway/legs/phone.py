@@ -57,7 +57,9 @@ class GapFiller:
     insert concealment for missing frames. Frames of other sizes pass through untouched."""
 
     def __init__(self, stats: SessionStats):
-        self.jb = JitterBuffer(UP_FRAME_BYTES, capacity=64, min_delay=0, max_delay=0, max_gap=500)
+        # a jump over 2 s is a resync, not 2 s of invented audio (a provider whose timestamps
+        # we misread must not flood the agent with concealment)
+        self.jb = JitterBuffer(UP_FRAME_BYTES, capacity=64, min_delay=0, max_delay=0, max_gap=100)
         self.stats = stats
 
     def frames(self, pcm: bytes, media: MediaReceived) -> list[bytes]:
