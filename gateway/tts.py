@@ -305,6 +305,30 @@ class TtsConfig(msgspec.Struct, frozen=True, kw_only=True):
     cache_bytes: int = 32 * 1024 * 1024
 
 
+    @classmethod
+    def from_env(cls, env=None) -> "TtsConfig":
+        """CONVERSE_TTS_BACKEND, _VOICE, _WPM, _URL, _TIMEOUT_S, _CACHE_BYTES (unset: defaults)."""
+        import os
+        env = os.environ if env is None else env
+        raw = {"backend": env.get("CONVERSE_TTS_BACKEND"), "voice": env.get("CONVERSE_TTS_VOICE"),
+               "words_per_minute": env.get("CONVERSE_TTS_WPM"), "url": env.get("CONVERSE_TTS_URL"),
+               "timeout_s": env.get("CONVERSE_TTS_TIMEOUT_S"),
+               "cache_bytes": env.get("CONVERSE_TTS_CACHE_BYTES")}
+        try:
+            return msgspec.convert({k: v for k, v in raw.items() if v}, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"bad CONVERSE_TTS_* setting: {exc}") from None
+
+
+def config_available(config: TtsConfig) -> bool:
+    """Whether ``config`` can speak, without building it (the control plane's validation flag)."""
+    if config.backend == "http":
+        return bool(config.url)
+    if config.backend == "espeak":
+        return shutil.which("espeak-ng") is not None
+    return False
+
+
 def make_tts(config: TtsConfig | None = None) -> CachedTts | None:
     """The configured backend behind a cache, or None for ``backend="none"``. Logs a warning at
     startup when it cannot speak, so an operator learns it before a voice flow is assigned."""

@@ -29,7 +29,8 @@ def _agent(api, name="echo") -> str:
 
 def _flow(api) -> str:
     r = api.post("/api/v1/flows", json={"name": "f", "definition": {"name": "f", "start": "a",
-                                                                     "nodes": {"a": {"type": "end"}}}})
+                                                                     "nodes": {"a": {"type": "entry", "next": "b"},
+                                                                               "b": {"type": "end"}}}})
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
@@ -107,11 +108,13 @@ def test_agent_crud_and_validation(api):
 
 
 def test_flow_validation(api):
-    ok = api.post("/api/v1/flows", json={"name": "list", "definition": {"nodes": []}})
+    ok = api.post("/api/v1/flows", json={"name": "ok", "definition": {
+        "start": "s", "nodes": {"s": {"type": "entry", "next": "e"}, "e": {"type": "end"}}}})
     assert ok.status_code == 201
-    for definition, field in [({}, "$.definition.nodes"), ({"nodes": 3}, "$.definition.nodes")]:
+    for definition, field in [({}, "$.definition.start"), ({"nodes": 3}, "$.definition.start")]:
         r = api.post("/api/v1/flows", json={"name": "x", "definition": definition})
         assert r.status_code == 422 and _field(r) == field
+        assert "$.definition.nodes" in [e["path"] for e in r.json()["errors"]]
     r = api.post("/api/v1/flows", json={"name": "x", "definition": []})
     assert r.status_code == 422 and _field(r) == "$.definition"
 

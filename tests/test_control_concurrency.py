@@ -31,7 +31,7 @@ async def _storm(a: ControlServer, b: ControlServer) -> None:
     tw = a.twilio
     async with a.async_client() as api_a, b.async_client() as api_b:
         agent = (await api_a.post("/api/v1/agents", json={"name": "a", "kind": "echo"})).json()["id"]
-        flow = (await api_a.post("/api/v1/flows", json={"name": "f", "definition": {"nodes": {}}})).json()["id"]
+        flow = (await api_a.post("/api/v1/flows", json={"name": "f", "definition": {"start": "s", "nodes": {"s": {"type": "entry", "next": "e"}, "e": {"type": "end"}}}})).json()["id"]
         r = await api_a.post("/api/v1/channels", json={"type": "voice", "provider": "twilio",
                                                        "credentials": tw.creds, "agent_id": agent,
                                                        "phone_number": "+15005550006"})

@@ -50,7 +50,7 @@ def _seed(server) -> str:
 
         agent = post("/api/v1/agents", {"name": "a", "kind": "echo"})
         spare_agent = post("/api/v1/agents", {"name": "spare", "kind": "echo"})
-        flow = post("/api/v1/flows", {"name": "f", "definition": {"nodes": {}}})
+        flow = post("/api/v1/flows", {"name": "f", "definition": {"start": "s", "nodes": {"s": {"type": "entry", "next": "e"}, "e": {"type": "end"}}}})
         web = post("/api/v1/channels", {"type": "web", "agent_id": agent,
                                         "allowed_origins": ["https://a.example"]})
         voice = post("/api/v1/channels", {"type": "voice", "provider": "twilio", "flow_id": flow,

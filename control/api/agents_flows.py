@@ -2,8 +2,9 @@
 names the channels."""
 from __future__ import annotations
 
+import datetime
 import secrets as _random
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from quart import Blueprint
@@ -16,6 +17,7 @@ from control.api.routing import operation
 from control.api.state import state
 from control.secrets import mask
 from control.store import repo
+from gateway import flows
 
 bp = Blueprint("agents_flows", __name__, url_prefix="/api/v1")
 bp.before_request(require_api_key)
@@ -116,13 +118,84 @@ async def delete_agent(agent_id: str):
 
 
 # --------------------------------------------------------------------------------------- flows
-def validate_flow_definition(definition: dict[str, Any]) -> None:
-    """Until the flow engine's ``gateway.flows.validate()`` is plugged in here: an object whose
-    ``nodes`` member is a list or an object."""
-    if "nodes" not in definition:
-        raise validation("a flow definition needs a 'nodes' member", "$.definition.nodes")
-    if not isinstance(definition["nodes"], (list, dict)):
-        raise validation("'nodes' must be a list or an object", "$.definition.nodes")
+class FlowProblem(msgspec.Struct, kw_only=True):
+    node: str | None          # the node the problem is about (None: the whole flow)
+    path: str                 # JSON path in the request body, e.g. $.definition.nodes.menu.options
+    message: str
+
+
+class FlowInvalid(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A 422: the usual error fields, plus every problem found when a flow definition is at
+    fault (``errors``; absent for other 422s, e.g. a body that is not JSON)."""
+    error: str
+    message: str
+    field: str | None = None
+    fields: list[str] | None = None
+    errors: list[FlowProblem] | None = None
+
+
+class FlowInvalidError(ApiError):
+    def __init__(self, exc, prefix: str, context: str = "", field: str | None = None):
+        problems = [FlowProblem(**p) for p in flows.errors_as_json(exc, prefix=prefix)]
+        first = problems[0]
+        field = field or first.path
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        where = f"{first.path}: " if field != first.path else ""
+        super().__init__(422, "validation", f"{context}{where}{first.message}{more}", field=field)
+        self.body = FlowInvalid(error="validation", message=self.body.message, field=field,
+                                errors=problems)
+
+
+def _tts_available() -> bool:
+    from gateway import tts
+    try:
+        return tts.config_available(tts.TtsConfig.from_env())
+    except ValueError:
+        return False
+
+
+def parse_flow(definition: dict[str, Any], name: str, *, prefix: str = "$.definition",
+               context: str = "", field: str | None = None, **channel) -> flows.Flow:
+    """The definition checked by the flow engine's ``validate`` (``channel``: its channel-aware
+    keywords); a 422 listing every problem as {node, path, message} otherwise (paths into the
+    definition under ``prefix``; ``field`` names the request field to blame, default the first
+    problem's path)."""
+    try:
+        return flows.validate(dict(definition, name=name), **channel)
+    except flows.FlowValidationError as exc:
+        raise FlowInvalidError(exc, prefix, context, field) from None
+
+
+def validate_flow_definition(definition: dict[str, Any], name: str = "flow") -> flows.Flow:
+    return parse_flow(definition, name)
+
+
+async def check_flow_for_channel(flow_id: str, ctype: str, provider: str | None,
+                                 *, field: str = "$.flow_id", row: repo.FlowRow | None = None,
+                                 channel_id: str | None = None) -> None:
+    """A flow assigned to a channel must run there: its type/provider (transfers, keypad-only
+    input, speech needing TTS), agents and SMS channels that exist."""
+    store = state().store
+    row = row or await store.read(repo.get_flow, flow_id)
+    if row is None:
+        raise validation(f"no flow with id {flow_id!r}", field)
+    agents = [a.id for a in await store.read(repo.list_agents)]
+    sms = [c.id for c in await store.read(lambda tx: repo.list_channels(tx, type="sms"))]
+    on = f"channel {channel_id}" if channel_id else f"this {ctype} channel"
+    parse_flow(row.definition, row.name, field=field,
+               context=f"flow {flow_id} cannot run on {on}: ",
+               channel_type=ctype, provider=provider, tts_available=_tts_available(),
+               speech_input=False, agent_ids=agents, sms_channel_ids=sms)
+
+
+async def _check_channels_using(row: repo.FlowRow) -> None:
+    """A changed definition must still fit every channel it is assigned to."""
+    store = state().store
+    for channel_id in await store.read(repo.channels_using, "flow", row.id):
+        channel = await store.read(repo.get_channel, channel_id)
+        if channel is not None:
+            await check_flow_for_channel(row.id, channel.type, channel.provider, row=row,
+                                         field="$.definition", channel_id=channel.id)
 
 
 def _flow_out(row: repo.FlowRow) -> models.FlowOut:
@@ -137,10 +210,11 @@ async def _flow(flow_id: str) -> repo.FlowRow:
     return row
 
 
-@operation(bp, "POST", "/flows", summary="Create a flow", tag="flows", body=models.FlowCreate,
-           responses={201: models.FlowOut, 422: ERR, **COMMON})
+@operation(bp, "POST", "/flows", summary="Create a flow (validated: 422 lists every problem)",
+           tag="flows", body=models.FlowCreate,
+           responses={201: models.FlowOut, 422: FlowInvalid, **COMMON})
 async def create_flow(body: models.FlowCreate):
-    validate_flow_definition(body.definition)
+    validate_flow_definition(body.definition, body.name)
     now = repo.now_iso()
     row = repo.FlowRow(id="fl_" + _random.token_hex(8), name=body.name, definition=body.definition,
                        created_at=now, updated_at=now)
@@ -163,14 +237,15 @@ async def get_flow(flow_id: str):
 
 @operation(bp, "PATCH", "/flows/{flow_id}", summary="Rename or replace a flow's definition",
            tag="flows", body=models.FlowPatch,
-           responses={200: models.FlowOut, 404: ERR, 422: ERR, **COMMON})
+           responses={200: models.FlowOut, 404: ERR, 422: FlowInvalid, **COMMON})
 async def patch_flow(flow_id: str, body: models.FlowPatch):
     row = await _flow(flow_id)
-    if body.definition is not msgspec.UNSET:
-        validate_flow_definition(body.definition)
-        row = msgspec.structs.replace(row, definition=body.definition)
     if body.name is not msgspec.UNSET:
         row = msgspec.structs.replace(row, name=body.name)
+    if body.definition is not msgspec.UNSET:
+        validate_flow_definition(body.definition, row.name)
+        row = msgspec.structs.replace(row, definition=body.definition)
+        await _check_channels_using(row)
     saved = await state().store.run(repo.update_flow, row)
     if saved is None:
         raise not_found("flow", flow_id)
@@ -181,3 +256,50 @@ async def patch_flow(flow_id: str, body: models.FlowPatch):
            responses={204: None, 404: ERR, 409: ERR, **COMMON})
 async def delete_flow(flow_id: str):
     return await _delete("flow", flow_id)
+
+
+# ------------------------------------------------------------------------------------ simulate
+class FlowSimulate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A scripted run: ``inputs`` are {"text"} | {"digits"} | {"utterance"} | {"timeout": true} |
+    {"api": {status, body, error}} | {"category"}, each optionally with "at" (ISO time)."""
+    inputs: Annotated[list[dict[str, Any]], msgspec.Meta(max_length=200)] = []
+    channel_type: Literal["web", "voice", "whatsapp", "sms"] = "web"
+    provider: Literal["twilio", "plivo", "exotel", "meta"] | None = None
+    caller: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    variables: dict[str, Any] = {}
+    speech_input: bool = False
+    include_timers: bool = False
+    now: datetime.datetime | None = None
+
+
+class FlowSimulation(msgspec.Struct, kw_only=True):
+    transcript: list[dict[str, Any]]      # {"input": {...}} and {"action": {"type", ...}} in order
+    done: bool
+    end_reason: str | None
+    node: str | None
+    variables: dict[str, Any]
+
+
+@operation(bp, "POST", "/flows/{flow_id}/simulate",
+           summary="Run a flow against scripted inputs; returns the transcript of actions",
+           tag="flows", body=FlowSimulate,
+           responses={200: FlowSimulation, 404: ERR, 422: FlowInvalid, **COMMON})
+async def simulate_flow(flow_id: str, body: FlowSimulate):
+    row = await _flow(flow_id)
+    flow = parse_flow(row.definition, row.name, prefix="$.definition",
+                      context=f"the stored flow {flow_id} is not valid: ")
+    voice = body.channel_type == "voice"
+    context = flows.FlowContext(channel_id="simulation", channel_type=body.channel_type,
+                                caller=body.caller, provider=body.provider if voice else None,
+                                variables=body.variables, speech_input=body.speech_input)
+    now = body.now or datetime.datetime.now(datetime.timezone.utc)
+    try:
+        result = flows.simulate(flow, body.inputs, context=context, now=now,
+                                include_timers=body.include_timers)
+    except flows.SimulationError as exc:
+        raise validation(str(exc), "$.inputs") from None
+    except ValueError as exc:                       # initial variables that are not JSON values
+        raise validation(str(exc), "$.variables") from None
+    return json_response(FlowSimulation(transcript=result.transcript, done=result.done,
+                                        end_reason=result.end_reason, node=result.node,
+                                        variables=result.variables))

@@ -15,7 +15,7 @@ import msgspec
 from quart import Blueprint, request
 
 from control import models
-from control.api import provider_calls, validate
+from control.api import agents_flows, provider_calls, validate
 from control.api.auth import require_api_key
 from control.api.errors import (ApiError, check_string_map, conflict, json_response, not_found,
                                 validation)
@@ -112,12 +112,13 @@ async def _load(channel_id: str) -> repo.ChannelRow:
     return row
 
 
-async def _check_targets(agent_id: str | None, flow_id: str | None) -> None:
+async def _check_targets(agent_id: str | None, flow_id: str | None, ctype: str,
+                         provider: str | None) -> None:
     store = state().store
     if agent_id is not None and await store.read(repo.get_agent, agent_id) is None:
         raise validation(f"no agent with id {agent_id!r}", "$.agent_id")
-    if flow_id is not None and await store.read(repo.get_flow, flow_id) is None:
-        raise validation(f"no flow with id {flow_id!r}", "$.flow_id")
+    if flow_id is not None:      # exists, and can run on this channel type/provider (422 lists why)
+        await agents_flows.check_flow_for_channel(flow_id, ctype, provider)
 
 
 def _check_credentials(provider: Provider, ctype: str, creds: dict) -> dict:
@@ -179,7 +180,7 @@ async def create_channel(body: models.ChannelCreate):
             raise validation("web channels take no credentials", "$.credentials")
         if body.phone_number is not None:
             raise validation("web channels have no phone number", "$.phone_number")
-    await _check_targets(body.agent_id, body.flow_id)
+    await _check_targets(body.agent_id, body.flow_id, body.type, body.provider)
     number = None
     creds: dict = {}
     if body.provider is not None:
@@ -261,7 +262,8 @@ async def patch_channel(channel_id: str, body: models.ChannelPatch):
         for key in ("agent_id", "flow_id"):
             if getattr(body, key) is not msgspec.UNSET:
                 changes[key] = getattr(body, key)
-        await _check_targets(changes.get("agent_id"), changes.get("flow_id"))
+        await _check_targets(changes.get("agent_id"), changes.get("flow_id"), row.type,
+                             row.provider)
 
         creds = None
         rewire = False          # the provider-side configuration is now stale
