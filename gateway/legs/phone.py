@@ -77,7 +77,7 @@ class GapFiller:
         for i in range(n):
             frame = pcm if n == 1 else pcm[i * UP_FRAME_BYTES:(i + 1) * UP_FRAME_BYTES]
             result = jb.put(first + i, frame)
-            if result != "stored":
+            if result != "stored" and result != "resync":     # resync: a new timeline from here
                 if result in ("late", "duplicate"):
                     stats.late_in += 1
                 continue
