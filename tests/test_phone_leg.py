@@ -295,3 +295,63 @@ async def test_garbage_after_start_closes_with_the_codec_code(nursery, garbage, 
     with trio.move_on_after(0.3):
         assert await _closed_code(ws) is None
     await ws.aclose()
+
+
+@pytest.mark.parametrize("provider", ["twilio", "plivo"])
+async def test_mark_pending_at_the_provider_comes_back_cleared_once(nursery, provider):
+    """A mark the provider has not played yet when the agent clears: the agent gets it back
+    once, ``cleared: true`` — although Twilio echoes it on clear (swallowed) and Plivo never
+    acks it (synthesised)."""
+    from gateway.protocols import canonical
+    from gateway.protocols.canonical import Clear, Mark
+    marks = []
+
+    async def agent(hs):
+        ws = await hs.accept()
+        await ws.receive()                                       # start
+        await ws.send(b"\x10\x00" * 2400)                        # 100 ms at 24 kHz
+        await ws.send_text(canonical.encode(Mark(name="m")))
+        await trio.sleep(0.5)                                     # the provider holds the mark
+        await ws.send_text(canonical.encode(Clear()))
+        try:
+            while True:
+                message = await ws.receive()
+                if type(message) is str and isinstance(e := canonical.decode(message), Mark):
+                    marks.append(e)
+        except transport.ConnectionClosed:
+            pass
+    listeners = await transport.open_listeners("127.0.0.1", 0)
+    port = listeners[0].socket.getsockname()[1]
+    nursery.start_soon(transport.serve, agent, listeners, Limits())
+    directory = _directory()
+    directory.agents["ext"] = AgentInfo(id="ext", name="ext", kind="websocket",
+                                        config={"url": f"ws://127.0.0.1:{port}/"})
+    directory.channels[f"{provider}1"] = ChannelInfo(
+        id=f"{provider}1", type="voice", provider=provider, status="active", agent_id="ext")
+    server = GatewayServer(directory, SECRET, Limits())
+    media.install(server)
+    await nursery.start(server.serve, "127.0.0.1", 0)
+    spec = CallSpec(provider=provider, channel_id=f"{provider}1", pcm8k=b"", control_url="")
+    wire = Wire(provider, "call-m", _params(provider, "call-m"), spec, {})
+    ws = await transport.connect(_url(server, provider, f"{provider}1"))
+    await ws.send_many(wire.opening())
+    seen = []
+    with trio.fail_after(10):
+        while "clear" not in seen:
+            event = json.loads(await ws.receive())["event"]
+            seen.append({"clearAudio": "clear", "checkpoint": "mark", "playAudio": "media"}
+                        .get(event, event))
+    assert "mark" in seen and seen.index("mark") < seen.index("clear")
+    if provider == "twilio":
+        await ws.send(wire.mark("m"))               # Twilio echoes pending marks on clear
+    else:
+        await ws.send(wire.cleared())               # Plivo acks the clear, not the checkpoint
+    await ws.send(wire.media(_tone(0.02), 0))
+    await trio.sleep(0.3)
+    await ws.send(wire.stop() or wire.media(_tone(0.02), 20))
+    await ws.aclose()
+    with trio.fail_after(5):
+        while not marks:
+            await trio.sleep(0.01)
+    await trio.sleep(0.2)
+    assert marks == [Mark(name="m", cleared=True)]
