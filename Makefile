@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-NATIVE := $(wildcard native/src/*.c native/include/*.h native/cdef/*.cdef) native/build.py
+NATIVE := $(wildcard native/src/*.c native/src/*.h native/include/*.h native/cdef/*.cdef) native/build.py
 CC ?= cc
 
 .PHONY: up test bench bench-full install native ctest clean
