@@ -629,7 +629,17 @@
       if (!p.ok) { showError(form, { message: p.message, field: "$.definition" }); return; }
       const body = { name: $("#name", form).value.trim(), definition: p.value };
       const r = id ? await api("PATCH", "/flows/" + id, body) : await api("POST", "/flows", body);
-      if (!r.ok) { showError(form, r.data, alertEl); await check(); return; }
+      if (!r.ok) {
+        showError(form, r.data, alertEl);
+        // The API lists every problem of a definition as {node, path, message}: show them at the node.
+        if (r.data.errors) {
+          renderNodes(p.value, r.data.errors.map((e) => Object.assign({}, e, { path: (e.path || "").replace(/^\$\.definition/, "$") })));
+          status.textContent = r.data.errors.length + " problem" + (r.data.errors.length === 1 ? "" : "s") + " found (listed at the node).";
+        } else {
+          await check();
+        }
+        return;
+      }
       if (!id) { location.href = "/console/flows/" + r.data.id; return; }
       toast("Flow saved");
       $("h1").textContent = r.data.name;
@@ -647,14 +657,24 @@
         err.hidden = true;
         let inputs;
         try { inputs = JSON.parse($("#sim-inputs").value); } catch (e) { err.textContent = "Not valid JSON: " + e.message; err.hidden = false; return; }
-        const r = await api("POST", "/flows/" + sim.dataset.flowId + "/simulate", { inputs });
+        const r = await api("POST", "/flows/" + sim.dataset.flowId + "/simulate",
+                            { inputs, channel_type: $("#sim-channel").value });
         out.textContent = "";
         if (!r.ok) { err.textContent = r.data.message; err.hidden = false; return; }
         (r.data.transcript || []).forEach((entry) => {
           const li = document.createElement("li");
-          li.textContent = JSON.stringify(entry);
+          if (entry.input) {
+            li.textContent = "caller: " + JSON.stringify(entry.input);
+          } else {
+            const a = entry.action || {};
+            const words = a.text || a.message || a.agent_id || a.number || a.url || "";
+            li.textContent = (a.type || "action") + (words ? ": " + words : "");
+          }
           out.append(li);
         });
+        $("#sim-result").textContent = r.data.done
+          ? "Ended: " + (r.data.end_reason || "done") + "."
+          : "Waiting at node " + (r.data.node || "?") + ".";
       });
     }
   }
