@@ -89,6 +89,7 @@ async def run_up(settings, store, *, host: str, control_port: int, gateway_port:
     """Control (Hypercorn) and gateway in one nursery until SIGINT/SIGTERM (or cancellation)."""
     from hypercorn.trio import serve as hypercorn_serve
 
+    from control import flow_services
     from control.api import create_app
     from control.api.serve import hypercorn_config
     from control.store.directory import StoreDirectory
@@ -102,6 +103,7 @@ async def run_up(settings, store, *, host: str, control_port: int, gateway_port:
         app.config["CONVERSE_GATEWAY_PUBLIC_URL"] = f"ws://localhost:{gateway_port}"
     gateway = GatewayServer(directory, settings.token_secret, gateway_limits())
     media.install(gateway)             # /media/{provider}/{channel_id}: phone media streams
+    flow_services.install(gateway, store)     # flows in calls and widget sessions (TTS, SMS)
     stop = trio.Event()
 
     def shutdown():
@@ -152,10 +154,12 @@ def up_command(args) -> int:
 async def run_gateway(directory, token_secret: bytes, limits, *, host: str, port: int,
                       reuse_port: bool = False, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """The media plane alone until SIGINT/SIGTERM: stop accepting, end sessions, drain, return."""
+    from control import flow_services
     from gateway import media
     from gateway.server import GatewayServer
     server = GatewayServer(directory, token_secret, limits)
     media.install(server)              # /media/{provider}/{channel_id}: phone media streams
+    flow_services.install(server, getattr(directory, "store", None))   # flows (TTS, SMS outbox)
     async with trio.open_nursery() as nursery:
         await nursery.start(_until_signal, server.shutdown)
         await nursery.start(functools.partial(server.serve, host, port, reuse_port=reuse_port))

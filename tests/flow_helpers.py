@@ -33,8 +33,8 @@ class RecordingAgent:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/"
 
-    async def serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await transport.open_listeners("127.0.0.1", 0)
+    async def serve(self, port: int = 0, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await transport.open_listeners("127.0.0.1", port)
         self.port = listeners[0].socket.getsockname()[1]
         await transport.serve(self._handle, listeners, Limits(), task_status=task_status)
 

@@ -1,0 +1,153 @@
+"""Flows end to end through the real processes on 127.0.0.1: the control plane (``converse
+control``, SQLite) with the provider emulators, the gateway (``converse gateway``, espeak-ng TTS)
+and ``control.simulate`` playing Twilio; an external WebSocket agent in the test records its
+``start``. WhatsApp: signed Meta webhooks into the messaging worker, replies read from the
+emulator, and a control-plane restart between two messages. Every wait is bounded; no
+wall-clock thresholds.
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+import trio
+
+from conftest import require
+from control.simulate import CallSpec, simulate_call
+from fixtures_control import free_port, start_control_server
+from flow_helpers import RecordingAgent, example_flow
+
+WAIT_S = 60.0                       # bounds on waiting, not measurements
+
+
+def wait_for(predicate, what: str, timeout: float = WAIT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Stack:
+    def __init__(self, control, gateway_port: int, agent_port: int):
+        self.control = control
+        self.gateway_port = gateway_port
+        self.agent_port = agent_port
+        self.ids: dict[str, str] = {}
+
+
+def _support_menu(api, agent_port: int) -> str:
+    """The example DTMF menu, its agents created: support = the recording agent."""
+    flow = example_flow("support_menu")
+    r = api.post("/api/v1/agents", json={"name": "Support", "kind": "websocket",
+                                         "config": {"url": f"ws://127.0.0.1:{agent_port}/"}})
+    assert r.status_code == 201, r.text
+    flow["nodes"]["support"]["agent_id"] = r.json()["id"]
+    r = api.post("/api/v1/agents", json={"name": "Sales", "kind": "echo"})
+    flow["nodes"]["sales"]["agent_id"] = r.json()["id"]
+    r = api.post("/api/v1/flows", json={"name": "Support menu", "definition": flow})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    require(shutil.which("espeak-ng") is not None, "espeak-ng is not installed (voice flows)")
+    from emulators import MetaEmulator, TwilioEmulator
+    from control.secrets import generate_key
+
+    workdir = tmp_path_factory.mktemp("flows")
+    gateway_port, agent_port = free_port(), free_port()
+    with contextlib.ExitStack() as es:
+        emus = {"twilio": es.enter_context(TwilioEmulator()),
+                "meta": es.enter_context(MetaEmulator())}
+        env = {"TWILIO_API_BASE": emus["twilio"].url, "META_GRAPH_BASE": emus["meta"].base,
+               "CONVERSE_SECRET_KEY": generate_key(),
+               "GATEWAY_PUBLIC_URL": f"ws://127.0.0.1:{gateway_port}",
+               "CONVERSE_MESSAGING_POLL_S": "0.2", "CONVERSE_LOG_LEVEL": "INFO"}
+        control = start_control_server(workdir, f"sqlite:///{workdir / 'converse.db'}", env, emus)
+        es.callback(control.stop)
+        st = Stack(control, gateway_port, agent_port)
+        with control.client() as api:
+            flow_id = _support_menu(api, agent_port)
+            st.ids["flow"] = flow_id
+            r = api.post("/api/v1/channels", json={"type": "voice", "provider": "twilio",
+                                                   "credentials": emus["twilio"].creds,
+                                                   "phone_number": "+15005550006",
+                                                   "flow_id": flow_id})
+            assert r.status_code == 201, r.text
+            st.ids["voice"] = r.json()["id"]
+            r = api.post(f"/api/v1/channels/{st.ids['voice']}/activate")
+            assert r.status_code == 200, r.text
+        log = open(workdir / "gateway.log", "ab")
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "control.cli", "gateway", "--port", str(gateway_port)],
+            env=dict(control.env), cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+        es.callback(_stop, gateway)
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            assert gateway.poll() is None, (workdir / "gateway.log").read_text()
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", gateway_port), timeout=1).close()
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("gateway did not start:\n" + (workdir / "gateway.log").read_text())
+        st.gateway_log = workdir / "gateway.log"
+        yield st
+
+
+def _stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _rms(pcm: bytes) -> float:
+    x = np.frombuffer(bytes(pcm), dtype="<i2").astype(np.float64)
+    return float(np.sqrt(np.mean(x * x))) if len(x) else 0.0
+
+
+async def test_dtmf_menu_on_a_simulated_twilio_call(stack):
+    """The caller hears the greeting, presses 2 during the menu (a barge-in), keys the account
+    number and #; the support agent gets the call with the collected variables."""
+    agent = RecordingAgent()
+    control = stack.control
+    silence = bytes(2 * 8000 * 9)                       # the caller says nothing for 9 s
+    digits = [("2", 2.5)] + [(d, 4.0 + 0.25 * i) for i, d in enumerate("12345#")]
+    spec = CallSpec(provider="twilio", channel_id=stack.ids["voice"], pcm8k=silence,
+                    control_url=control.base_url, public_url=control.settings.public_url,
+                    auth_token=control.twilio.auth_token, dtmf=digits, tail_s=1.0,
+                    from_number="+14155550123")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(agent.serve, stack.agent_port)
+        result = await simulate_call(spec)
+        with trio.move_on_after(5):
+            await agent.started.wait()
+        nursery.cancel_scope.cancel()
+    assert result.refused is None, result.answer
+    log = stack.gateway_log.read_text()
+    assert agent.starts, log[-3000:]
+    start = agent.starts[0]
+    assert start.channel_type == "voice" and start.channel_id == stack.ids["voice"]
+    assert start.variables["account"] == "12345"
+    assert start.variables["call_id"] == result.call_id and start.variables["provider"] == "twilio"
+    assert start.variables["caller"].endswith("4155550123")
+    assert start.variables["flow_variables"]["last_input"] == "12345"
+    # the greeting was spoken (espeak-ng through the native resampler and the µ-law encoder)
+    heard = bytes(result.heard)
+    assert _rms(heard[:2 * 8000 * 2]) > 300
+    # "2" arrived while the menu prompt played: it was cleared, and the flow's marks came back
+    assert result.clears and result.clears[0] >= 2.0
+    assert any(name.startswith("flow:") for name, _ in result.marks)
