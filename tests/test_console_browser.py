@@ -210,12 +210,20 @@ def test_twilio_voice_wizard_configures_the_number(page, server, api, agent_id):
     assert api.get(f"/api/v1/channels/{channel_id}").json()["status"] == "active"
     _assert_no_reload(page)
 
-    # The table shows it, status detail reachable by keyboard focus.
+    # The table shows it.
     page.goto(server.base_url + "/console/channels")
     row = page.locator(f'tr[data-channel="{channel_id}"]')
     assert "Front desk" in row.inner_text() and "+15005550007" in row.inner_text()
     assert "Agent: Echo" in row.inner_text() and "Twilio" in row.inner_text()
     shoot(page, "channels")
+
+    # Delete: the webhook goes at Twilio too, and the console says so.
+    row.get_by_role("link", name="Front desk").click()
+    page.get_by_role("button", name="Delete…").click()
+    page.locator("#delete-dialog").get_by_role("button", name="Delete channel").click()
+    page.wait_for_url(re.compile(r"/console/channels$"))
+    assert "webhook was removed" in page.locator("#flash").inner_text()
+    assert tw.number("+15005550007")["voice_url"] == ""
 
 
 def test_wrong_credential_shows_the_providers_rejection(page, server, api):
@@ -325,6 +333,7 @@ def test_delete_asks_for_confirmation(page, server, api, agent_id):
     page.get_by_role("button", name="Delete…").click()
     dialog.get_by_role("button", name="Delete channel").click()
     page.wait_for_url(re.compile(r"/console/channels$"))
+    assert page.locator("#flash").inner_text() == "Deleted Doomed."
     assert api.get(f"/api/v1/channels/{channel_id}").status_code == 404
 
 

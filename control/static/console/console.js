@@ -464,6 +464,13 @@
       const r = await api("DELETE", "/channels/" + id);
       busy(progress, false);
       if (r.ok) {
+        // The API reports whether the provider's webhook went too: say it on the next page.
+        const name = $('[data-role="name"]', root).textContent;
+        const report = r.data.webhook_removed === true ? " The webhook was removed at the provider."
+          : r.data.webhook_removed === false
+            ? " The webhook could not be removed at the provider (" + (r.data.detail || "no answer") + "): remove it there by hand."
+            : "";
+        sessionStorage.setItem("console-flash", "Deleted " + name + "." + report);
         location.href = "/console/channels";
       } else {
         alertEl.textContent = r.data.message || "Delete failed.";
@@ -700,7 +707,20 @@
     });
   }
 
+  function flash() {
+    const text = sessionStorage.getItem("console-flash");
+    if (!text) return;
+    sessionStorage.removeItem("console-flash");
+    const box = document.createElement("p");
+    box.className = "alert ok";
+    box.setAttribute("role", "status");
+    box.id = "flash";
+    box.textContent = text;
+    $("main").prepend(box);
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    flash();
     const d = $("[data-delete-resource]"); if (d) deleteResource(d);
     const w = $("#wizard"); if (w) wizard(w);
     const c = $("#channel-page"); if (c) channelPage(c);
