@@ -179,6 +179,10 @@ def test_exotel_channel_page_shows_the_url_to_paste(control_server, console):
     listing = client.get("/console/channels").text
     assert "Exotel line" in listing and "Exotel" in listing
     assert f'badge-{r.json()["status"]}' in listing
+    assert "Exotel line" in client.get("/console/channels?type=voice").text
+    assert "Exotel line" not in client.get("/console/channels?type=web").text
+    r2 = client.get("/console/channels?status=bogus")          # the API's 422: back to all
+    assert r2.status_code == 302 and r2.headers["location"] == "/console/channels"
     client.delete(f"/console/api/v1/channels/{ch['id']}", headers=h)
     client.delete(f"/console/api/v1/agents/{agent['id']}", headers=h)
 

@@ -175,12 +175,19 @@ async def _targets() -> tuple[list, list]:
 
 @bp.get("/channels")
 async def channels():
-    items = (await bridge.get_json("/api/v1/channels"))["items"]
+    # ?status=&type= reach the API handler as they are (it reads this request's query string).
+    try:
+        items = (await bridge.get_json("/api/v1/channels"))["items"]
+    except ApiError as exc:
+        if exc.status != 422:
+            raise
+        return redirect("/console/channels")
     agents, flows = await _targets()
     names = {a["id"]: a["name"] for a in agents} | {f["id"]: f["name"] for f in flows}
     from control.console.activity import live_counts
     return await _page("channels.html", channels=items, names=names,
-                       titles=catalog.PROVIDER_TITLES, live=live_counts())
+                       titles=catalog.PROVIDER_TITLES, live=live_counts(),
+                       status=request.args.get("status", ""), ctype=request.args.get("type", ""))
 
 
 @bp.get("/channels/new")
