@@ -151,3 +151,64 @@ async def test_dtmf_menu_on_a_simulated_twilio_call(stack):
     # "2" arrived while the menu prompt played: it was cleared, and the flow's marks came back
     assert result.clears and result.clears[0] >= 2.0
     assert any(name.startswith("flow:") for name, _ in result.marks)
+
+
+# -- WhatsApp ------------------------------------------------------------------------------------
+def _whatsapp_channel(control, flow_id: str) -> str:
+    meta = control.meta
+    with control.client() as api:
+        r = api.post("/api/v1/channels", json={"type": "whatsapp", "provider": "meta",
+                                               "credentials": meta.creds, "flow_id": flow_id})
+        assert r.status_code == 201, r.text
+        channel_id = r.json()["id"]
+    r = httpx.get(f"{control.base_url}/api/v1/webhooks/meta/{channel_id}",
+                  params=meta.verification_params(challenge="77"))
+    assert r.status_code == 200 and r.text == "77"
+    return channel_id
+
+
+def _say(control, channel_id: str, number: str, text: str, replies: int) -> list[str]:
+    """Post a signed WhatsApp message; return the ``replies`` texts that answer it."""
+    meta = control.meta
+
+    def sent():
+        return [t for dest, t in meta.sent_texts() if dest == number]
+
+    before = len(sent())
+    payload, _ = meta.inbound_text(text, from_=number)
+    body, headers = meta.signed(payload)
+    r = httpx.post(f"{control.base_url}/api/v1/webhooks/meta/{channel_id}", content=body,
+                   headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    wait_for(lambda: len(sent()) >= before + replies, f"{replies} replies to {text!r}")
+    return sent()[before:]
+
+
+async def test_whatsapp_menu_survives_a_control_plane_restart(stack):
+    """The same menu over WhatsApp: "2" is the typed key; the control plane restarts between the
+    choice and the account number, and the conversation picks up where it was; the support agent
+    then answers with the collected variables in its start."""
+    control = stack.control
+    agent = RecordingAgent()
+    number = "16505550002"
+
+    def conversation():
+        channel_id = _whatsapp_channel(control, stack.ids["flow"])
+        menu = _say(control, channel_id, number, "hi", 2)
+        assert menu == ["Thanks for calling Acme.", "For sales press 1. For support press 2. "
+                        "To speak to an operator press 0."]
+        assert _say(control, channel_id, number, "2", 1) == [
+            "Please enter your account number, then press hash."]
+        control.restart()                                  # the flow's position is in the store
+        return _say(control, channel_id, number, "12345", 2)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(agent.serve, stack.agent_port)
+        replies = await trio.to_thread.run_sync(conversation)
+        nursery.cancel_scope.cancel()
+    assert replies == ["support agent here", "agent heard: 12345"]
+    start = agent.starts[-1]
+    assert start.channel_type == "whatsapp"
+    assert start.variables["account"] == "12345"
+    assert start.variables["flow_variables"]["account"] == "12345"
+    assert start.variables["caller"] == number

@@ -63,7 +63,8 @@ async def _agent_turn(store_read, repo, agent_id: str, turn: Turn, deadline: flo
     info = AgentInfo(id=row.id, name=row.name, kind=row.kind, config=row.config)
     replies = await reply_text(info, turn.conversation_id, turn.text, channel_id=turn.channel_id,
                                channel_type=turn.channel_type, caller=turn.remote,
-                               history=turn.history, deadline=deadline)
+                               history=turn.history, deadline=deadline,
+                               variables=turn.state.get("variables"))
     return TurnResult(replies, turn.state)
 
 
@@ -101,7 +102,9 @@ async def _flow_turn(store_read, repo, flow_id: str, turn: Turn, deadline: float
         handoff = await _perform(engine, actions, replies, flows)
         state = dict(turn.state, flow=engine.snapshot())
         if handoff is not None:
-            state = {"agent_id": handoff.agent_id, "flow": engine.snapshot()}
+            # the agent's start carries what the flow collected, on this and later turns
+            state = {"agent_id": handoff.agent_id, "flow": engine.snapshot(),
+                     "variables": {**handoff.variables, "flow_variables": handoff.variables}}
             agent_turn = msgspec.structs.replace(turn, state=state)
             result = await _agent_turn(store_read, repo, handoff.agent_id, agent_turn, deadline)
             return TurnResult(replies + result.replies, state)

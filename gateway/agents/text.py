@@ -36,8 +36,9 @@ class AgentTurnError(Exception):
 async def reply_text(agent: AgentInfo, conversation_id: str, text: str, *, channel_id: str,
                      channel_type: str, caller: str | None = None,
                      history: list[tuple[str, str]] = (), limits: Limits | None = None,
-                     deadline: float = 30.0) -> list[str]:
-    """The agent's replies to ``text`` (at least one), or :class:`AgentTurnError`."""
+                     deadline: float = 30.0, variables: dict | None = None) -> list[str]:
+    """The agent's replies to ``text`` (at least one), or :class:`AgentTurnError`.
+    ``variables`` (e.g. what a flow collected before handing over) go into ``start.variables``."""
     limits = limits or Limits()
     connector = make_agent(agent, limits)
     # The http connector JSON-encodes start.caller with the stdlib (a Struct is not encodable
@@ -45,7 +46,7 @@ async def reply_text(agent: AgentInfo, conversation_id: str, text: str, *, chann
     with_caller = caller and agent.kind != "http"
     start = Start(session_id=conversation_id, channel_id=channel_id, channel_type=channel_type,
                   caller=Caller(number=caller) if with_caller else None,
-                  variables={"caller": caller or "",
+                  variables={**(variables or {}), "caller": caller or "",
                              "history": [{"role": r, "text": t} for r, t in history]})
     replies: list[str] = []
     errors: list[Error] = []
