@@ -512,7 +512,7 @@ def test_two_control_nodes_share_the_work_without_double_replies(server, api, sm
         finally:
             second.stop()
         # The lease keeps the other node off a conversation: the agent saw each message once.
-        assert sorted(seen) == sorted(set(seen)) and len(seen) == 24
+        assert sorted(seen) == sorted(set(seen)) and len(seen) == 26
 
 
 def _two_nodes(server, second, sms):
@@ -524,10 +524,18 @@ def _two_nodes(server, second, sms):
             r = httpx.post(f"{node.base_url}/api/v1/webhooks/twilio/{sms['id']}",
                            data=params, headers=headers, timeout=30)
             assert r.status_code == 200
+    # A turn longer than the lease: the worker renews it, so the other node does not start the
+    # same message again when the first lease term runs out.
+    for node, text in ((server, "slow"), (second, "after")):
+        params, headers = sms_in(server, sms, text, "+14155589999")
+        r = httpx.post(f"{node.base_url}/api/v1/webhooks/twilio/{sms['id']}", data=params,
+                       headers=headers, timeout=30)
+        assert r.status_code == 200
     wanted = {n: [f"You said: {k}" for k in range(3)] for n in numbers}
-    wait_for(lambda: all(len(twilio_sent_to(server.twilio, n)) >= 3 for n in numbers),
+    wanted["+14155589999"] = ["You said: slow", "You said: after"]
+    wait_for(lambda: all(len(twilio_sent_to(server.twilio, n)) >= len(wanted[n]) for n in wanted),
              "every reply", 120)
-    assert {n: twilio_sent_to(server.twilio, n) for n in numbers} == wanted
+    assert {n: twilio_sent_to(server.twilio, n) for n in wanted} == wanted
 
 
 @contextlib.contextmanager
@@ -542,7 +550,8 @@ def counting_agent():
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append((body["conversation_id"], body["text"]))
-            time.sleep(0.05)                 # a little thinking time widens any race
+            # A little thinking time widens any race; "slow" outlasts the 2 s lease (FAST_ENV).
+            time.sleep(2.5 if body["text"] == "slow" else 0.05)
             reply = json.dumps({"text": f"You said: {body['text']}"}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

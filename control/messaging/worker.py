@@ -71,7 +71,8 @@ class Inbox:
                 await self._drain(cid)
         except Exception:
             log.exception("messaging: conversation %s failed; retrying at the next poll", cid)
-        finally:
+            self.busy.discard(cid)
+        else:
             self.busy.discard(cid)
             # A message that arrived just after our last look was skipped by the round that it
             # woke (we were busy): look again now rather than at the next poll.
@@ -86,14 +87,16 @@ class Inbox:
             return
         pause_s = 0.0
         try:
-            while True:
-                message = await self.store.read(mrepo.next_inbound, cid)
-                if message is None:
-                    return
-                pause_s = await self._handle(message)
-                if pause_s or not await self.store.run(mrepo.take_lease, cid, self.owner,
-                                                       *self._lease()):
-                    return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keep_lease, cid, nursery.cancel_scope)
+                while True:
+                    message = await self.store.read(mrepo.next_inbound, cid)
+                    if message is None:
+                        break
+                    pause_s = await self._handle(message)
+                    if pause_s:
+                        break
+                nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 if pause_s > 0:
@@ -104,6 +107,16 @@ class Inbox:
                                          now + int(pause_s * 1000), now)
                 else:
                     await self.store.run(mrepo.release_lease, cid, self.owner)
+
+    async def _keep_lease(self, cid: str, scope: trio.CancelScope) -> None:
+        """Renew the conversation's lease while we work on it (a slow agent turn must not let
+        another node start on the same conversation); stop the work if it was taken over."""
+        while True:
+            await trio.sleep(self.ms.lease_s / 3)
+            if not await self.store.run(mrepo.take_lease, cid, self.owner, *self._lease()):
+                log.warning("messaging: lease on %s lost; stopping", cid)
+                scope.cancel()
+                return
 
     async def _handle(self, m: mrepo.Message) -> float:
         """Process one inbound message; a positive result pauses the conversation that long
