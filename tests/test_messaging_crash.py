@@ -59,7 +59,8 @@ def _deliveries(srv, sms: dict, wa: dict) -> list[tuple[str, dict | bytes, dict]
     out = []
     for n in range(PER_SENDER):
         for number in SMS_FROM:
-            params, headers = srv.twilio.sms_webhook(sms_url, body=f"sms {number} #{n}", from_=number)
+            params, headers = srv.twilio.sms_webhook(sms_url, body=f"sms {number} #{n}",
+                                                     from_=number)
             out.append((f"/api/v1/webhooks/twilio/{sms['id']}", params, headers))
         for wa_id in WA_FROM:
             payload, _ = srv.meta.inbound_text(f"wa {wa_id} #{n}", from_=wa_id)

@@ -191,7 +191,8 @@ def test_whatsapp_statuses_out_of_order_never_go_backwards(server, api, wa):
     out = wait_for(lambda: messages(api, wa["id"], direction="outbound", status="sent"), "sent")[0]
     key, wamid = f"{out['reply_to']}.0", out["provider_id"]
     for status in ("read", "delivered", "sent", "delivered"):      # late ones must not win
-        assert post_meta(server, wa, meta.status_update(wamid, status, opaque=key)).status_code == 200
+        update = meta.status_update(wamid, status, opaque=key)
+        assert post_meta(server, wa, update).status_code == 200
     assert messages(api, wa["id"], direction="outbound")[0]["delivery"] == "read"
     # An unknown wamid's status is acknowledged and changes nothing.
     assert post_meta(server, wa, meta.status_update("wamid.unknown", "read")).status_code == 200
@@ -251,10 +252,12 @@ def test_whatsapp_timeout_is_not_blindly_repeated(server, api, wa):
     time.sleep(1.0)
     assert len([m for m in meta.sent if m.get("to") == "16505550008"]) == 1
     # Meta's status webhook for it carries our key: proof it was sent.
-    status = meta.status_update(sent[0]["id"], "delivered", opaque=sent[0]["biz_opaque_callback_data"])
+    status = meta.status_update(sent[0]["id"], "delivered",
+                                opaque=sent[0]["biz_opaque_callback_data"])
     assert post_meta(server, wa, status).status_code == 200
     got = messages(api, wa["id"], direction="outbound")[0]
-    assert (got["status"], got["provider_id"], got["delivery"]) == ("sent", sent[0]["id"], "delivered")
+    assert (got["status"], got["provider_id"], got["delivery"]) == ("sent", sent[0]["id"],
+                                                                    "delivered")
 
 
 @SQLITE
@@ -475,7 +478,8 @@ def test_flow_target_menu_then_hand_off_to_the_agent(server, api, sms):
         "assistant": {"type": "agent", "agent_id": agent}}}
     r = api.post("/api/v1/flows", json={"name": "sms menu", "definition": definition})
     assert r.status_code == 201, r.text
-    r = api.patch(f"/api/v1/channels/{sms['id']}", json={"agent_id": None, "flow_id": r.json()["id"]})
+    r = api.patch(f"/api/v1/channels/{sms['id']}",
+                  json={"agent_id": None, "flow_id": r.json()["id"]})
     assert r.status_code == 200, r.text
 
     def say(number, text, replies):

@@ -10,7 +10,7 @@ import msgspec
 class MessagingSettings(msgspec.Struct, frozen=True, kw_only=True):
     poll_s: float = 2.0              # fallback poll when no webhook woke the workers
     concurrency: int = 16            # conversations processed at once (order within each is kept)
-    lease_s: float = 60.0            # a conversation / a send is ours this long; crash -> taken over
+    lease_s: float = 60.0            # a conversation / a send is ours this long (crash: taken over)
     agent_deadline_s: float = 30.0   # one agent turn (connect + reply)
     max_attempts: int = 6            # sends before dead-lettering (429/5xx/timeouts)
     backoff_base_s: float = 1.0      # 1, 2, 4, ... (+ up to 50 % jitter), capped below

@@ -1,9 +1,9 @@
-"""The outbox sender: ``pending`` replies -> the provider, exactly once where the provider allows it.
+"""The outbox sender: ``pending`` replies -> the provider, exactly once where the provider allows.
 
 State machine per outbound message (compare-and-set in :mod:`control.messaging.repo`)::
 
     pending --claim--> sending --answer--> sent
-       ^                  |--429/5xx (definite no)--> pending (backoff, Retry-After) | dead (N tries)
+       ^                  |--429/5xx (a definite no)--> pending (backoff) | dead (N tries)
        |                  |--other 4xx--> dead
        +--- not found ----|--uncertain (timeout, connection lost, crash)--> reconcile
 
@@ -176,7 +176,8 @@ class Outbox:
         words = f"{type(exc).__name__}: {exc.message}"[:500]
         if attempts >= self.ms.max_attempts:
             log.warning("outbox: %s dead after %d attempts (%s)", m.id, attempts, words)
-            await self.store.run(mrepo.mark_dead, m.id, f"gave up after {attempts} attempts: {words}")
+            await self.store.run(mrepo.mark_dead, m.id,
+                                 f"gave up after {attempts} attempts: {words}")
             return
         retry_after = exc.retry_after if isinstance(exc, ProviderRateLimited) else None
         delay = backoff_s(attempts, self.ms, retry_after)

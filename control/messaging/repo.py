@@ -146,7 +146,8 @@ def conversations_with_inbox(tx: Tx, now: int, limit: int) -> list[str]:
 def next_inbound(tx: Tx, conversation_id: str) -> Message | None:
     """The oldest unprocessed inbound message of a conversation (strict arrival order)."""
     return _message(tx.one(
-        "SELECT * FROM messages WHERE conversation_id = ? AND direction = ? AND status = 'received' "
+        "SELECT * FROM messages WHERE conversation_id = ? AND direction = ? "
+        "AND status = 'received' "
         "ORDER BY seq LIMIT 1", (conversation_id, INBOUND)))
 
 
@@ -276,7 +277,8 @@ def apply_delivery(tx: Tx, channel_id: str, provider_id: str, status: str, *,
     rank = DELIVERY_RANK.get(status)
     if rank is None:
         return None
-    rec = tx.one("SELECT * FROM messages WHERE channel_id = ? AND direction = ? AND provider_id = ?",
+    rec = tx.one("SELECT * FROM messages WHERE channel_id = ? AND direction = ? "
+                 "AND provider_id = ?",
                  (channel_id, OUTBOUND, provider_id))
     if rec is None and idempotency_key:
         rec = tx.one("SELECT * FROM messages WHERE channel_id = ? AND direction = ? "

@@ -132,7 +132,8 @@ class Inbox:
         if m.kind != "text" or not (m.text or "").strip():
             replies = [NOT_TEXT_REPLY] if m.kind != "text" else []
         else:
-            earlier = await self.store.read(mrepo.history, m.conversation_id, m.seq, self.ms.history)
+            earlier = await self.store.read(mrepo.history, m.conversation_id, m.seq,
+                                            self.ms.history)
             turn = Turn(conversation_id=conv.id, channel_id=channel.id, channel_type=channel.type,
                         provider=channel.provider, remote=conv.remote, text=m.text,
                         history=[("user" if h.direction == "inbound" else "assistant", h.text or "")
@@ -146,7 +147,8 @@ class Inbox:
         try:
             done = await self.store.run(self._commit, m, replies, state)
         except LostLease:
-            log.warning("messaging: lost the lease on %s; another worker continues", m.conversation_id)
+            log.warning("messaging: lost the lease on %s; another worker continues",
+                        m.conversation_id)
             return -1.0
         if done and replies:
             self.on_replies()
