@@ -206,11 +206,17 @@ async def channel(channel_id: str):
         return await _page("missing.html", what="channel", ident=channel_id), 404
     agents, flows = await _targets()
     names = {a["id"]: a["name"] for a in agents} | {f["id"]: f["name"] for f in flows}
-    widget_src = request.host_url.rstrip("/") + "/widget.js"
+    snippet = None
+    if ch["type"] == "web" and (ch["agent_id"] or ch["flow_id"]):
+        from control.api.widget import embed_snippet
+        # the gateway `converse up` runs (as the demo page), else the configured public one
+        gateway = current_app.config.get("CONVERSE_GATEWAY_PUBLIC_URL") or \
+            state().settings.gateway_public_url
+        kind = "agent" if ch["agent_id"] else "flow"
+        snippet = embed_snippet(request.host_url, gateway, kind, ch["agent_id"] or ch["flow_id"])
     form = catalog.BY_KEY.get(f"{ch['type']}:{ch['provider'] or 'none'}")
     return await _page("channel.html", ch=ch, names=names, agents=agents, flows=flows, form=form,
-                       titles=catalog.PROVIDER_TITLES, widget_src=widget_src,
-                       settings=state().settings)
+                       titles=catalog.PROVIDER_TITLES, snippet=snippet)
 
 
 @bp.get("/agents")
