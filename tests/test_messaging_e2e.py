@@ -358,6 +358,17 @@ def test_whatsapp_via_twilio_replies_with_prefixed_addresses(server, api, sms):
 
 
 @SQLITE
+def test_long_reply_split_for_sms(server, api, sms):
+    words = " ".join(f"w{n:03d}" for n in range(400))          # 1999 characters
+    params, headers = sms_in(server, sms, words, "+14155550111")
+    assert post_sms(server, sms, params, headers).status_code == 200
+    parts = wait_for(lambda: (lambda got: got if len(got) == 2 else None)(
+        twilio_sent_to(server.twilio, "+14155550111")), "two parts")
+    assert all(len(p) <= 1600 for p in parts)
+    assert " ".join(parts) == f"You said: {words}"
+
+
+@SQLITE
 def test_sms_timeout_reconciled_by_lookup_not_repeated(server, api, sms):
     """The send hangs past the deadline, then the emulator creates the message anyway: the outbox
     finds it by listing messages and records it instead of sending it again."""

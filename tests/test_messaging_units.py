@@ -300,3 +300,22 @@ async def test_text_turn_websocket_agent(autojump_clock):
             await reply_text(agent, "cv", "hello", channel_id="c", channel_type="sms", deadline=5)
         assert info.value.code == "timeout"
         nursery.cancel_scope.cancel()
+
+
+@given(st.text(alphabet=st.sampled_from("ab \n"), max_size=400), st.integers(10, 60))
+@settings(max_examples=300, derandomize=True, database=None)
+def test_split_text_bounds_and_content(text, limit):
+    from control.messaging.worker import split_text
+    parts = split_text(text, limit)
+    assert all(0 < len(p) <= limit for p in parts)
+    assert "".join(parts).replace(" ", "").replace("\n", "") == \
+        text.replace(" ", "").replace("\n", "")
+    if len(text) <= limit and text.strip():
+        assert parts == [text]
+
+
+def test_split_text_examples():
+    from control.messaging.worker import split_text
+    assert split_text(" " * 100, 10) == []
+    assert split_text("abc def ghi", 7) == ["abc def", "ghi"]
+    assert split_text("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]

@@ -27,6 +27,27 @@ from gateway.agents.text import AgentTurnError
 log = logging.getLogger("converse.messaging")
 
 
+# What one provider message may carry: longer replies go out as several messages, in order.
+MAX_CHARS = {"meta": 4096, "twilio": 1600}
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Cut ``text`` into pieces of at most ``limit`` characters, at a line break or a space
+    when there is one in the second half of the piece."""
+    parts = []
+    while len(text) > limit:
+        # a break exactly at ``limit`` still leaves a full piece before it
+        window = (limit // 2, limit + 1)
+        cut = max(text.rfind("\n", *window), text.rfind(" ", *window))
+        cut = cut if cut > 0 else limit
+        if text[:cut].strip():
+            parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text.strip():
+        parts.append(text)
+    return parts
+
+
 class LostLease(Exception):
     """Another node took the conversation over (our lease expired): drop this turn's result."""
 
@@ -144,6 +165,8 @@ class Inbox:
             except AgentTurnError as exc:
                 return await self._agent_failed(m, exc)
             replies, state = result.replies, result.state
+        limit = MAX_CHARS.get(channel.provider or "", 1600)
+        replies = [part for text in replies for part in split_text(text, limit)]
         try:
             done = await self.store.run(self._commit, m, replies, state)
         except LostLease:
