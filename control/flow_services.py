@@ -5,9 +5,10 @@
   with a startup warning when it is missing);
 * ``send_sms``: a flow's ``sms`` node becomes a row in the durable messaging outbox (same store,
   same sender and retries as conversation replies; the control plane's outbox loop sends it);
-* ``transfer``: not wired yet — no provider module exposes a live-call update (Twilio ``<Dial>``
-  via the Calls REST resource, Plivo's transfer API), so a flow's transfer ends the call with
-  "transfer_failed" and an apology (see the README's Flows section).
+* ``transfer``: the channel's provider moves the live call (``Provider.transfer_call``: Twilio
+  updates the call with ``<Dial>`` TwiML through the Calls REST resource). Plivo's transfer API
+  is not wired yet: there the provider refuses and the flow apologises and ends the call
+  ("transfer_failed").
 
 The gateway never imports this module: the dependency stays control -> gateway.
 """
@@ -43,9 +44,36 @@ def sms_sender(store):
     return send_sms
 
 
-def install(server, store=None, tts_config: tts_mod.TtsConfig | None = None) -> None:
-    """Let ``server`` run flows with the configured TTS and, given the ``store``, the outbox."""
+def call_transferrer(store, endpoints, deadline_s: float):
+    """``transfer(start, number)`` for the runner: the channel's credentials from the store, the
+    call id from the session's start; raises (ProviderError, LookupError) when it cannot."""
+    from control.providers import get_provider
+    from control.store import channel_aad, repo
+
+    async def transfer(start, number: str) -> None:
+        channel = await store.read(repo.get_channel, start.channel_id)
+        call_id = start.variables.get("call_id")
+        if channel is None or channel.type != "voice" or not channel.credentials or not call_id:
+            raise LookupError("no live voice call to transfer")
+        creds = store.box.decrypt_json(channel.credentials, channel_aad(channel.id))
+        provider = get_provider(channel.provider, endpoints, deadline=deadline_s)
+        await provider.transfer_call(creds, str(call_id), number)
+        log.info("flow transferred call on %s", channel.id)
+
+    return transfer
+
+
+def install(server, store=None, tts_config: tts_mod.TtsConfig | None = None,
+            settings=None) -> None:
+    """Let ``server`` run flows with the configured TTS and, given the ``store``, the outbox and
+    call transfers (provider endpoints from ``settings``, else the environment)."""
     config = tts_config or tts_mod.TtsConfig.from_env()
     backend = tts_mod.make_tts(config)
-    runner.install(server, tts=backend, voice=None,
+    transfer = None
+    if store is not None:
+        from control.config import ProviderEndpoints
+        endpoints = settings.providers if settings is not None else ProviderEndpoints.from_env()
+        deadline = settings.provider_deadline_s if settings is not None else 10.0
+        transfer = call_transferrer(store, endpoints, deadline)
+    runner.install(server, tts=backend, voice=None, transfer=transfer,
                    send_sms=sms_sender(store) if store is not None else None)

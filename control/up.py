@@ -103,7 +103,7 @@ async def run_up(settings, store, *, host: str, control_port: int, gateway_port:
         app.config["CONVERSE_GATEWAY_PUBLIC_URL"] = f"ws://localhost:{gateway_port}"
     gateway = GatewayServer(directory, settings.token_secret, gateway_limits())
     media.install(gateway)             # /media/{provider}/{channel_id}: phone media streams
-    flow_services.install(gateway, store)     # flows in calls and widget sessions (TTS, SMS)
+    flow_services.install(gateway, store, settings=settings)   # flows: TTS, SMS, transfers
     stop = trio.Event()
 
     def shutdown():

@@ -233,3 +233,71 @@ async def test_api_call_against_a_local_server(nursery, autojump_clock, mode, sa
         assert variables["customer_name"] == "Ada" and variables["open_tickets"] == 3
     assert behaviour["seen"] == ["/api/customers?phone="]
     server.shutdown()
+
+
+# -- the runner alone, with a scripted session around it ------------------------------------------
+async def run_alone(flow_def: dict, services, *, channel_type="voice", feed=()):
+    """Run a FlowRunner with the session played by the test: marks come back at once, ``feed``
+    is put into the inbox up front. Returns everything the runner sent."""
+    from gateway.flows import validate
+    flow = validate(flow_def)
+    start = Start(session_id="s", channel_id="ch", channel_type=channel_type,
+                  caller=Caller(number="+15550001111"),
+                  variables={"provider": "twilio", "call_id": "CA1"})
+    in_send, in_recv = trio.open_memory_channel(100)
+    out_send, out_recv = trio.open_memory_channel(100)
+    sent = []
+    for item in feed:
+        in_send.send_nowait(item)
+
+    async def session():
+        async for item in out_recv:
+            sent.append(item)
+            if isinstance(item, canonical.Mark):
+                await in_send.send(item)              # "played"
+            if isinstance(item, canonical.End):
+                await in_send.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session)
+        async with out_send:
+            await runner.FlowRunner(flow, services).run(start, in_recv, out_send)
+    return sent
+
+
+async def test_transfer_failure_apologises_and_sms_goes_to_the_outbox(autojump_clock):
+    transfers, smses = [], []
+
+    async def transfer(start, number):
+        transfers.append((start.variables["call_id"], number))
+        raise RuntimeError("provider said no")
+
+    async def send_sms(channel_id, to, text):
+        smses.append((channel_id, to, text))
+
+    flow = {"start": "e", "nodes": {
+        "e": {"type": "entry", "next": "txt"},
+        "txt": {"type": "sms", "channel_id": "sms1", "text": "Your ticket is 42", "next": "op"},
+        "op": {"type": "transfer", "number": "+14155550100", "message": "Connecting you."}}}
+    services = runner.FlowServices(agent=None, tts=ToneTts(), transfer=transfer,
+                                   send_sms=send_sms)
+    sent = await run_alone(flow, services)
+    assert smses == [("sms1", "+15550001111", "Your ticket is 42")]
+    assert transfers == [("CA1", "+14155550100")]
+    said = [e.text for e in sent if isinstance(e, canonical.Transcript)]
+    assert said == ["Connecting you.", "Sorry, we could not transfer your call. Goodbye."]
+    assert isinstance(sent[-1], canonical.End) and sent[-1].reason == "transfer_failed"
+    # the apology was queued after the transfer message had been heard (its mark came back)
+    marks = [i for i, e in enumerate(sent) if isinstance(e, canonical.Mark)]
+    assert len(marks) == 2 and sum(1 for e in sent if type(e) is bytes) > 0
+
+
+async def test_transfer_success_ends_with_transferred(autojump_clock):
+    async def transfer(start, number):
+        pass
+
+    flow = {"start": "e", "nodes": {"e": {"type": "entry", "next": "op"},
+                                    "op": {"type": "transfer", "number": "+14155550100"}}}
+    sent = await run_alone(flow, runner.FlowServices(agent=None, tts=ToneTts(),
+                                                     transfer=transfer))
+    assert sent[-1] == canonical.End(reason="transferred")

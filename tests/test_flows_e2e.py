@@ -212,3 +212,20 @@ async def test_whatsapp_menu_survives_a_control_plane_restart(stack):
     assert start.variables["account"] == "12345"
     assert start.variables["flow_variables"]["account"] == "12345"
     assert start.variables["caller"] == number
+
+
+async def test_operator_key_transfers_the_twilio_call(stack):
+    """0 = operator: the transfer message is spoken, then the live call is updated through
+    Twilio's REST API with <Dial> TwiML (the emulator records it) and the stream ends."""
+    control = stack.control
+    spec = CallSpec(provider="twilio", channel_id=stack.ids["voice"], pcm8k=bytes(2 * 8000 * 9),
+                    control_url=control.base_url, public_url=control.settings.public_url,
+                    auth_token=control.twilio.auth_token, dtmf=[("0", 2.0)], tail_s=1.0,
+                    hangup=False)
+    result = await simulate_call(spec)
+    assert result.refused is None, result.answer
+    updates = [u for u in control.twilio.call_updates if u["sid"] == result.call_id]
+    assert len(updates) == 1, stack.gateway_log.read_text()[-3000:]
+    assert "<Dial><Number>+14155550100</Number></Dial>" in updates[0]["twiml"]
+    assert updates[0]["account_sid"] == control.twilio.account_sid
+    assert result.close_code is not None                 # the gateway ended the stream

@@ -85,3 +85,8 @@ class Provider(abc.ABC):
     async def send_message(self, creds: dict, sender: str, to: str, text: str,
                            idempotency_key: str) -> str:
         """Send a text message; return the provider's message id."""
+
+    async def transfer_call(self, creds: dict, call_id: str, number: str) -> None:
+        """Move the live call ``call_id`` to ``number`` (E.164 or sip:); the media stream ends.
+        Providers that cannot (or do not implement it yet) refuse."""
+        raise ProviderRejected(self.name, f"{self.name} calls cannot be transferred here")

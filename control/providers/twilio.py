@@ -204,6 +204,17 @@ class TwilioProvider(Provider):
             creds, lambda c: c.account.messages.create(from_=sender, to=to, body=text, **extra))
         return message.sid
 
+    async def transfer_call(self, creds: dict, call_id: str, number: str) -> None:
+        """Replace the live call's TwiML with ``<Dial>`` (protocols.md 2.4: Calls update), which
+        also ends its ``<Connect><Stream>``."""
+        from twilio.twiml.voice_response import Dial, VoiceResponse
+        response = VoiceResponse()
+        dial = Dial()
+        dial.sip(number) if number.startswith(("sip:", "sips:")) else dial.number(number)
+        response.append(dial)
+        twiml = str(response)
+        await self._run(creds, lambda c: c.account.calls(call_id).update(twiml=twiml))
+
     async def find_sent(self, creds: dict, sender: str, to: str, text: str,
                         limit: int = 50) -> list[str]:
         """Sids of recently sent messages from ``sender`` to ``to`` with body ``text``, newest

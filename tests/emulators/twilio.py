@@ -1,4 +1,5 @@
-"""Twilio REST 2010-04-01 emulator: Accounts, IncomingPhoneNumbers, Messages (protocols.md 2.4).
+"""Twilio REST 2010-04-01 emulator: Accounts, IncomingPhoneNumbers, Messages, Calls update
+(protocols.md 2.4).
 
 Shapes follow Twilio's documented JSON (snake_case fields, list pages with ``next_page_uri``),
 errors Twilio's ``{"code","message","more_info","status"}`` body. Basic auth is
@@ -6,7 +7,7 @@ errors Twilio's ``{"code","message","more_info","status"}`` body. Basic auth is
 
 State (read it under ``emu.lock`` or through the helpers):
 ``accounts[sid] = {"auth_token", "friendly_name", "status"}``, ``numbers[pn_sid] = <number JSON>``,
-``messages`` (list of message JSON, oldest first).
+``messages`` (list of message JSON, oldest first), ``call_updates`` (live-call updates received).
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ class TwilioEmulator(Emulator):
         self.accounts: dict[str, dict] = {}
         self.numbers: dict[str, dict] = {}
         self.messages: list[dict] = []
+        self.call_updates: list[dict] = []     # {"sid", "account_sid", "twiml", "status"}
         super().__init__()
         # A ready account with one voice+sms number and one voice-only number.
         self.account_sid, self.auth_token = self.add_account("Converse test account")
@@ -149,6 +151,8 @@ class TwilioEmulator(Emulator):
                    "numbers.update", self._update_number)
         self.route("POST", ACC + r"/Messages\.json", "messages.create", self._create_message)
         self.route("GET", ACC + r"/Messages\.json", "messages.list", self._list_messages)
+        self.route("POST", ACC + r"/Calls/(?P<ca>CA[0-9a-f]{32})\.json", "calls.update",
+                   self._update_call)
         self.route("GET", ACC + r"/Messages/(?P<sm>(SM|MM)[0-9a-f]{32})\.json", "messages.fetch",
                    self._fetch_message)
 
@@ -243,6 +247,16 @@ class TwilioEmulator(Emulator):
                    "uri": f"{API}/Accounts/{acc}/Messages/{sid}.json"}
         self.messages.append(message)
         return Reply(201, {k: v for k, v in message.items() if k != "status_callback"})
+
+    def _update_call(self, req: Request) -> Reply:
+        """Live-call update (new TwiML, or Status=completed); every call counts as live."""
+        form, acc, sid = req.form, req.match["account"], req.match["ca"]
+        update = {"sid": sid, "account_sid": acc, "twiml": form.get("Twiml"),
+                  "status": form.get("Status")}
+        self.call_updates.append(update)
+        return Reply(200, {"sid": sid, "account_sid": acc, "status": update["status"] or
+                           "in-progress", "api_version": "2010-04-01", "date_updated": _now(),
+                           "uri": f"{API}/Accounts/{acc}/Calls/{sid}.json"})
 
     def _list_messages(self, req: Request) -> Reply:
         acc, p = req.match["account"], req.params
