@@ -96,7 +96,10 @@ def shoot(page, name: str) -> None:
     size = page.viewport_size
     page.set_viewport_size({"width": 360, "height": 780})
     page.screenshot(path=str(SHOTS / f"{name}-360.png"), full_page=True)
+    # Readable at 360 px: nothing pushes the page wider than the screen (no sideways scrolling).
+    width = page.evaluate("document.documentElement.scrollWidth")
     page.set_viewport_size(size)
+    assert width <= 360, f"{name}: {width} px wide at a 360 px viewport"
 
 
 def _channel_count(api) -> int:
