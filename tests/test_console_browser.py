@@ -90,8 +90,13 @@ def page(browser, server, agent_id):
     assert not errors, f"JavaScript errors: {errors}"
 
 
+UNLABELLED = """[...document.querySelectorAll("input:not([type=hidden]), select, textarea")]
+    .filter((el) => !el.labels.length && !el.getAttribute("aria-label")).map((el) => el.id || el.name)"""
+
+
 def shoot(page, name: str) -> None:
-    """Desktop and 360 px screenshots of the current page."""
+    """Desktop and 360 px screenshots of the current page (and two checks every page must pass)."""
+    assert page.evaluate(UNLABELLED) == [], f"{name}: form fields without a label"
     page.screenshot(path=str(SHOTS / f"{name}-desktop.png"), full_page=True)
     size = page.viewport_size
     page.set_viewport_size({"width": 360, "height": 780})
