@@ -38,7 +38,8 @@ from gateway import audio, transport
 PROVIDERS = ("twilio", "plivo", "exotel")
 FRAME_S = 0.020
 EXOTEL_CHUNK_S = 0.100
-PLAYOUT_DELAY_S = 0.060
+PLAYOUT_DELAY_S = 0.060          # the provider's playout buffer after an underrun
+EXOTEL_PLAYOUT_DELAY_S = 0.200   # Exotel plays >= 3.2 KB chunks: model one chunk of buffering
 
 
 # -- WAV input/output ----------------------------------------------------------------------------
@@ -326,14 +327,15 @@ class Player:
         self.spurt_s = 0.0                   # seconds of audio received in it
         self.marks: list[tuple[float, str]] = []
         self.wakeup = trio.Event()
+        self.delay = EXOTEL_PLAYOUT_DELAY_S if spec.provider == "exotel" else PLAYOUT_DELAY_S
 
     def _pos(self, t: float) -> int:
         return max(0, int(round((t - self.result.t0) * 8000))) * 2
 
     def audio(self, pcm8k: bytes, now: float) -> None:
         # A provider plays through a small jitter buffer: after an underrun, playback resumes
-        # PLAYOUT_DELAY_S after the audio arrives, so arrival jitter does not chop the audio.
-        start = self.play_end if self.play_end >= now else now + PLAYOUT_DELAY_S
+        # a playout delay after the audio arrives, so arrival jitter does not chop the audio.
+        start = self.play_end if self.play_end >= now else now + self.delay
         if start != self.play_end:                  # a new talk spurt: restart its clock
             self.spurt_at, self.spurt_s = now, 0.0
         self.spurt_s += len(pcm8k) / 16000.0
