@@ -301,3 +301,18 @@ async def test_transfer_success_ends_with_transferred(autojump_clock):
     sent = await run_alone(flow, runner.FlowServices(agent=None, tts=ToneTts(),
                                                      transfer=transfer))
     assert sent[-1] == canonical.End(reason="transferred")
+
+
+async def test_caller_gone_mid_flow_ends_the_runner_quietly(autojump_clock):
+    """The inbox closes while the menu waits (the caller hung up): run() returns, no error."""
+    from gateway.flows import validate
+    flow = runner.FlowRunner(validate(example_flow("support_menu")),
+                             runner.FlowServices(agent=None, tts=ToneTts()))
+    start = Start(session_id="s", channel_id="ch", channel_type="web")
+    in_send, in_recv = trio.open_memory_channel(10)
+    out_send, out_recv = trio.open_memory_channel(100)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(flow.run, start, in_recv, out_send)
+        await out_recv.receive()                     # the greeting's transcript: it runs
+        await in_send.aclose()
+    assert flow.outcome == "gone"

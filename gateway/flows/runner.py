@@ -54,7 +54,7 @@ from . import host
 from .engine import FlowContext, FlowEngine
 from .events import (ApiResult, CallApi, CancelTimer, Classify, ClassifierResult, DigitReceived,
                      End, Event, HandOff, SendSms, SendText, Speak, SpeechFinished, StartTimer,
-                     TextReceived, TimerFired, Transfer)
+                     TextReceived, Transfer)
 from .model import Flow
 
 log = logging.getLogger("converse.flows")
@@ -234,9 +234,8 @@ class FlowRunner:
         terminal = None
         try:
             terminal = await self._run_flow(inbox, outbox)
-        except _Gone:
+        except* _Gone:              # raised inside the nursery: it arrives in an ExceptionGroup
             self.outcome = "gone"
-            return
         if isinstance(terminal, HandOff):
             await self._hand_off(terminal, start, inbox, outbox)
 
