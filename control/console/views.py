@@ -50,7 +50,7 @@ def _is_api() -> bool:
 def _safe_next(target: str | None) -> str:
     """Only a path inside the console (no scheme, no host): never an open redirect."""
     if target and target.startswith("/console/") and not target.startswith("//") \
-            and "\\" not in target and "\n" not in target:
+            and not any(c in target for c in "\\\r\n"):
         return target
     return "/console/channels"
 
