@@ -34,6 +34,8 @@ def _store(settings, *, auto_migrate: bool = True):
 def _logging() -> None:
     logging.basicConfig(level=os.environ.get("CONVERSE_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # The Twilio SDK logs every request (phone numbers in query strings) at INFO.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 
 def _control(args) -> int:

@@ -199,3 +199,19 @@ async def test_external_agent_stalling_10s_keeps_the_session(nursery,
     assert session.stats.close_code is None
     await ws.aclose()
     server.shutdown()
+
+
+async def test_http_agent_posts_the_caller_as_json(nursery):
+    """Phone calls carry a caller Struct in ``start``; it must reach the agent as plain JSON."""
+    from gateway.agents.http import HttpAgent
+    from gateway.protocols.canonical import Caller, Start
+
+    port, seen = await nursery.start(http_agent_server)
+    agent = HttpAgent({"url": f"http://127.0.0.1:{port}/chat"}, server_limits())
+    start = Start(session_id="s1", channel_id="c1", channel_type="voice",
+                  caller=Caller(number="+14155550100", name="Ada"))
+    import httpx
+    async with httpx.AsyncClient() as client:
+        reply = await agent._ask(client, start, "hi")
+    assert reply.text == "HTTP agent says: hi"
+    assert seen[0]["caller"] == {"number": "+14155550100", "name": "Ada"}

@@ -7,7 +7,7 @@ import re
 import pytest
 from quart import Response
 
-from control.api import create_app, register_webhook_handler, webhooks
+from control.api import create_app, errors, register_webhook_handler, webhooks
 from control.config import Settings
 from control.secrets import generate_key, parse_key
 from control.store import channel_aad, open_store, repo
@@ -98,7 +98,7 @@ async def test_handler_crash_is_json_500_without_trace(app_and_store, handler_sl
 
 async def test_oversized_body_is_413_json(app_and_store):
     app, _ = app_and_store
-    r = await app.test_client().post("/api/v1/agents", data=b"x" * (2 << 20),
+    r = await app.test_client().post("/api/v1/agents", data=b"x" * (errors.MAX_BODY_BYTES + 1),
                                      headers={"Authorization": "Bearer whatever"})
     assert r.status_code == 413
     assert (await r.get_json())["error"] == "too_large"

@@ -19,7 +19,8 @@ from control import models
 log = logging.getLogger("converse.api")
 T = TypeVar("T")
 
-MAX_BODY_BYTES = 1 << 20
+# Meta documents webhook batches of up to 3 MB; a 413 there would be redelivered for a week.
+MAX_BODY_BYTES = 4 << 20
 
 
 class ApiError(Exception):

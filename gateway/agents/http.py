@@ -48,7 +48,7 @@ class HttpAgent:
 
     async def _ask(self, client: httpx.AsyncClient, start: Start, text: str):
         body = {"conversation_id": start.session_id, "text": text,
-                "channel_id": start.channel_id, "caller": start.caller}
+                "channel_id": start.channel_id, "caller": msgspec.to_builtins(start.caller)}
         try:
             with trio.fail_after(self.limits.agent_request_timeout_s):
                 response = await client.post(self.url, json=body)
