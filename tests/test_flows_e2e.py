@@ -229,3 +229,38 @@ async def test_operator_key_transfers_the_twilio_call(stack):
     assert "<Dial><Number>+14155550100</Number></Dial>" in updates[0]["twiml"]
     assert updates[0]["account_sid"] == control.twilio.account_sid
     assert result.close_code is not None                 # the gateway ended the stream
+
+
+def test_whatsapp_flow_sms_node_goes_out_through_the_sms_outbox(stack):
+    """A flow's sms node on a WhatsApp conversation: the SMS is queued with the replies (same
+    transaction) and sent once through the SMS channel's Twilio number."""
+    control = stack.control
+    tw = control.twilio
+    tw.add_number(tw.account_sid, "+15005550010")
+    with control.client() as api:
+        agent = api.post("/api/v1/agents", json={"name": "e", "kind": "echo"}).json()["id"]
+        r = api.post("/api/v1/channels", json={"type": "sms", "provider": "twilio",
+                                               "credentials": tw.creds, "agent_id": agent,
+                                               "phone_number": "+15005550010"})
+        assert r.status_code == 201, r.text
+        sms_channel = r.json()["id"]
+        assert api.post(f"/api/v1/channels/{sms_channel}/activate").status_code == 200
+        flow = {"start": "e", "nodes": {
+            "e": {"type": "entry", "next": "txt"},
+            "txt": {"type": "sms", "channel_id": sms_channel, "to": "+14155550999",
+                    "text": "Your code is 4242", "next": "bye"},
+            "bye": {"type": "end", "message": "We sent you a text."}}}
+        r = api.post("/api/v1/flows", json={"name": "sms", "definition": flow})
+        assert r.status_code == 201, r.text
+        flow_id = r.json()["id"]
+    channel_id = _whatsapp_channel(control, flow_id)
+    assert _say(control, channel_id, "16505550003", "hi", 1) == ["We sent you a text."]
+
+    def texts():
+        return [m for m in tw.messages if m["to"] == "+14155550999"]
+
+    wait_for(texts, "the flow's SMS")
+    time.sleep(0.5)                                    # a few more outbox polls: still one
+    sent = texts()
+    assert len(sent) == 1 and sent[0]["body"] == "Your code is 4242"
+    assert sent[0]["from"] == "+15005550010"

@@ -10,7 +10,8 @@ the same transaction as the inbound message's ``processed`` mark. Nothing here w
   ``HandOff`` switches the conversation to the agent (``target_state["agent_id"]``), which then
   answers this and later messages. ``CallApi``/``Classify`` are performed inline (the turn waits)
   with the host helpers; timers are not used on text channels. A finished flow starts over on
-  the next message. ``SendSms`` from a flow is not performed here (logged).
+  the next message. ``SendSms`` goes back in :attr:`TurnResult.sms`: the worker queues it in the
+  outbox in the same transaction as the replies (exactly once).
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ MAX_FLOW_STEPS = 20          # engine round trips per turn (API calls, classifie
 class TurnResult(msgspec.Struct, frozen=True):
     replies: list[str]
     state: dict
+    # a flow's sms nodes: (SMS channel id, to, text), committed to the outbox with the replies
+    sms: list[tuple[str, str, str]] = []
 
 
 class Turn(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,6 +94,7 @@ async def _flow_turn(store_read, repo, flow_id: str, turn: Turn, deadline: float
         except flows.FlowSnapshotError as exc:
             log.info("conversation %s: flow restarted (%s)", turn.conversation_id, exc)
     replies: list[str] = []
+    sms: list[tuple[str, str, str]] = []
     with trio.move_on_after(deadline):
         if engine is None or engine.done:
             engine = flows.FlowEngine(flow, flows.FlowContext(
@@ -99,7 +103,7 @@ async def _flow_turn(store_read, repo, flow_id: str, turn: Turn, deadline: float
             actions = engine.start(now)
         else:
             actions = engine.feed(flows.TextReceived(text=turn.text, now=now))
-        handoff = await _perform(engine, actions, replies, flows)
+        handoff = await _perform(engine, actions, replies, flows, sms)
         state = dict(turn.state, flow=engine.snapshot())
         if handoff is not None:
             # the agent's start carries what the flow collected, on this and later turns
@@ -107,12 +111,12 @@ async def _flow_turn(store_read, repo, flow_id: str, turn: Turn, deadline: float
                      "variables": {**handoff.variables, "flow_variables": handoff.variables}}
             agent_turn = msgspec.structs.replace(turn, state=state)
             result = await _agent_turn(store_read, repo, handoff.agent_id, agent_turn, deadline)
-            return TurnResult(replies + result.replies, state)
-        return TurnResult(replies, state)
+            return TurnResult(replies + result.replies, state, sms)
+        return TurnResult(replies, state, sms)
     raise AgentTurnError("timeout", f"the flow did not finish its turn within {deadline:g} s")
 
 
-async def _perform(engine, actions, replies: list[str], flows):
+async def _perform(engine, actions, replies: list[str], flows, sms: list):
     """Perform the engine's actions in order until it waits for the next message."""
     http = None
     try:
@@ -133,7 +137,7 @@ async def _perform(engine, actions, replies: list[str], flows):
                               else await host.classify(http, action))
                     follow_up.append(result)
                 elif isinstance(action, flows.SendSms):
-                    log.warning("flow sms node on a messaging channel is not performed")
+                    sms.append((action.channel_id, action.to, action.text))
             if not follow_up:
                 return None
             actions = [a for event in follow_up for a in engine.feed(event)]

@@ -150,6 +150,7 @@ class Inbox:
         conv = await self.store.read(mrepo.get_conversation, m.conversation_id)
         await self._mark_read(channel, m)
         state = conv.target_state
+        sms: list = []
         if m.kind != "text" or not (m.text or "").strip():
             replies = [NOT_TEXT_REPLY] if m.kind != "text" else []
         else:
@@ -164,20 +165,21 @@ class Inbox:
                                         deadline=self.ms.agent_deadline_s)
             except AgentTurnError as exc:
                 return await self._agent_failed(m, exc)
-            replies, state = result.replies, result.state
+            replies, state, sms = result.replies, result.state, result.sms
         limit = MAX_CHARS.get(channel.provider or "", 1600)
         replies = [part for text in replies for part in split_text(text, limit)]
         try:
-            done = await self.store.run(self._commit, m, replies, state)
+            done = await self.store.run(self._commit, m, replies, state, sms)
         except LostLease:
             log.warning("messaging: lost the lease on %s; another worker continues",
                         m.conversation_id)
             return -1.0
-        if done and replies:
+        if done and (replies or sms):
             self.on_replies()
         return 0.0
 
-    def _commit(self, tx, m: mrepo.Message, replies: list[str], state: dict) -> bool:
+    def _commit(self, tx, m: mrepo.Message, replies: list[str], state: dict,
+                sms: list = ()) -> bool:
         if not mrepo.holds_lease(tx, m.conversation_id, self.owner):
             raise LostLease(m.conversation_id)
         if not mrepo.finish_inbound(tx, m.id, "processed"):
@@ -185,6 +187,13 @@ class Inbox:
         for n, text in enumerate(replies):
             mrepo.insert_outbound(tx, channel_id=m.channel_id, conversation_id=m.conversation_id,
                                   text=text, idempotency_key=f"{m.id}.{n}", reply_to=m.id)
+        for n, (channel_id, to, text) in enumerate(sms):      # a flow's sms nodes
+            if srepo.get_channel(tx, channel_id) is None:
+                log.warning("messaging: flow sms via unknown channel %s dropped", channel_id)
+                continue
+            conv = mrepo.conversation_for(tx, channel_id, to)
+            mrepo.insert_outbound(tx, channel_id=channel_id, conversation_id=conv.id, text=text,
+                                  idempotency_key=f"{m.id}.sms{n}", reply_to=None)
         mrepo.set_target_state(tx, m.conversation_id, state)
         return True
 
