@@ -231,6 +231,11 @@ class FlowRunner:
             can_transfer=None if self.services.transfer is not None else False)
         self.engine = FlowEngine(self.flow, context)
         self._start = start
+        tts = self.services.tts
+        if start.channel_type == "voice" and (tts is None or not tts.available):
+            log.warning("flow %s on a voice call but no text-to-speech on this gateway: the "
+                        "caller hears no prompts (install espeak-ng or configure CONVERSE_TTS_*)",
+                        self.flow_id)
         terminal = None
         try:
             terminal = await self._run_flow(inbox, outbox)
