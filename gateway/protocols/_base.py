@@ -18,7 +18,7 @@ from .events import (
     DTMF_DIGITS, MAX_MESSAGE_BYTES, Encoding, Event, LocalProtocolError, MarkPlayed, MediaFormat,
     Outbound,
     ProtocolErrorEvent, SendClear, SendMark, SendMedia, StreamClosed, StreamStarted, clip_reason,
-    short,
+    short, too_large,
 )
 from .marks import MarkTracker
 
@@ -278,14 +278,3 @@ class MediaStreamConnection:
 _OUTPUTS: dict[type, Output] = {
     SendMedia: Output.MEDIA, SendMark: Output.MARK, SendClear: Output.CLEAR,
 }
-
-
-def too_large(message: str | bytes) -> bool:
-    size = len(message)
-    if size > MAX_MESSAGE_BYTES:
-        return True
-    if type(message) is str and size * 4 > MAX_MESSAGE_BYTES:
-        # Characters are up to 4 bytes: count them only when it could matter.
-        return len(message.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES
-    return False
-

@@ -39,7 +39,8 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 from msgspec import Meta, Struct
 
-MAX_MESSAGE_BYTES = 64 * 1024
+from .events import MAX_MESSAGE_BYTES, too_large
+
 MAX_TEXT_CHARS = 4096
 MAX_NAME_CHARS = 256
 
@@ -137,7 +138,7 @@ _ENCODER = msgspec.json.Encoder()
 
 def decode(data: str | bytes, *, sender: Literal["caller", "agent"] | None = None) -> Event:
     """Parse one JSON text frame. ``sender`` additionally checks the type may come from there."""
-    if _too_large(data):
+    if too_large(data):
         raise ProtocolError("too_large", f"message over {MAX_MESSAGE_BYTES} bytes")
     try:
         event = _DECODER.decode(data)
@@ -179,12 +180,3 @@ def _tag(event: Event) -> str:
 
 def _clip(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _too_large(data: str | bytes) -> bool:
-    size = len(data)
-    if size > MAX_MESSAGE_BYTES:
-        return True
-    if type(data) is str and size * 4 > MAX_MESSAGE_BYTES:
-        return len(data.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES
-    return False

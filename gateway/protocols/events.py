@@ -35,6 +35,17 @@ import msgspec
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_REASON_BYTES = 120   # a WebSocket close reason must fit in 123 bytes
 
+
+def too_large(message: str | bytes) -> bool:
+    """Over MAX_MESSAGE_BYTES (in UTF-8 for text): the one size check of every codec."""
+    size = len(message)
+    if size > MAX_MESSAGE_BYTES:
+        return True
+    if type(message) is str and size * 4 > MAX_MESSAGE_BYTES:
+        # Characters are up to 4 bytes: count them only when it could matter.
+        return len(message.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES
+    return False
+
 Encoding = Literal["mulaw", "alaw", "l16"]
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
