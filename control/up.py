@@ -91,6 +91,7 @@ async def run_up(settings, store, *, host: str, control_port: int, gateway_port:
 
     from control import flow_services
     from control.api import create_app
+    from control.console import activity
     from control.api.serve import hypercorn_config
     from control.store.directory import StoreDirectory
     from gateway import media
@@ -104,6 +105,7 @@ async def run_up(settings, store, *, host: str, control_port: int, gateway_port:
     gateway = GatewayServer(directory, settings.token_secret, gateway_limits())
     media.install(gateway)             # /media/{provider}/{channel_id}: phone media streams
     flow_services.install(gateway, store, settings=settings)   # flows: TTS, SMS, transfers
+    activity.attach(gateway, store)    # the console's Activity page and live session counts
     stop = trio.Event()
 
     def shutdown():
@@ -155,11 +157,14 @@ async def run_gateway(directory, token_secret: bytes, limits, *, host: str, port
                       reuse_port: bool = False, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """The media plane alone until SIGINT/SIGTERM: stop accepting, end sessions, drain, return."""
     from control import flow_services
+    from control.console import activity
     from gateway import media
     from gateway.server import GatewayServer
     server = GatewayServer(directory, token_secret, limits)
     media.install(server)              # /media/{provider}/{channel_id}: phone media streams
     flow_services.install(server, getattr(directory, "store", None))   # flows (TTS, SMS outbox)
+    if getattr(directory, "store", None) is not None:
+        activity.attach(server, directory.store)   # finished sessions for the console's Activity
     async with trio.open_nursery() as nursery:
         await nursery.start(_until_signal, server.shutdown)
         await nursery.start(functools.partial(server.serve, host, port, reuse_port=reuse_port))

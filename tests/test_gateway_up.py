@@ -93,6 +93,11 @@ async def test_converse_up_serves_both_planes_and_stops_cleanly(tmp_path):
         assert "cvk_" not in out and "exists already" in err
     finally:
         assert await _stop(proc) == 0
+    # the first run's session was recorded for the console's Activity page
+    import sqlite3
+    with sqlite3.connect(tmp_path / "converse.db") as db:
+        rows = db.execute("SELECT channel_id, kind, frames_out FROM console_sessions").fetchall()
+    assert len(rows) == 1 and rows[0][0] and rows[0][1]
 
 
 async def _http_get(port: int, path: str) -> bytes:
