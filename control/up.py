@@ -91,8 +91,8 @@ async def run_up(settings, store, *, host: str, control_port: int, gateway_port:
 
     from control import flow_services
     from control.api import create_app
-    from control.console import activity
     from control.api.serve import hypercorn_config
+    from control.console import activity
     from control.store.directory import StoreDirectory
     from gateway import media
     from gateway.server import GatewayServer
