@@ -128,8 +128,10 @@ class PhoneLeg:
                 raise ConnectionClosed(*self._gone)
             try:
                 message = await self.ws.receive()
-            except ConnectionClosed:
-                self._on_events(self.conn.receive(None))
+            except ConnectionClosed as closed:
+                self._on_events(self.conn.receive(None))    # marks still owed, then the end
+                if pending and type(pending[-1]) is _Gone:
+                    pending[-1] = _Gone(closed.code, closed.reason)   # keep the real close code
                 if not pending:
                     raise
                 continue
