@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import json
 import ssl
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import httpx
 import msgspec
+import requests
 import trio
 
 from control.providers.base import (SDK_LIMITER, ProviderRejected, ProviderTimeout,
@@ -70,15 +71,47 @@ def error_for_status(provider: str, status: int, words: str, *, code: object = N
     return ProviderUnavailable(provider, message, status=status)
 
 
-async def run_sdk(provider: str, deadline: float, fn: Callable[[], T]) -> T:
+def require_credentials(provider: str, creds: dict, fields: Iterable[str]) -> None:
+    """ProviderRejected naming (never echoing) the credential fields that are absent or empty."""
+    missing = [f for f in fields if not creds.get(f)]
+    if missing:
+        raise ProviderRejected(provider, f"missing credential field(s): {', '.join(missing)}")
+
+
+def sdk_error(provider: str, exc: BaseException) -> BaseException:
+    """What a ``requests``-based SDK's transport or parsing failure means; ``exc`` itself if
+    it is neither (a bug of ours: it propagates as it is)."""
+    if isinstance(exc, requests.exceptions.Timeout):
+        return ProviderTimeout(provider, "no answer within the deadline")
+    if isinstance(exc, requests.exceptions.RequestException):
+        return ProviderUnavailable(provider, f"cannot reach the API: {type(exc).__name__}")
+    if isinstance(exc, (ValueError, KeyError, IndexError, TypeError, AttributeError)):
+        # What an SDK raises when a 2xx body is not the record it expected.
+        return ProviderUnavailable(provider, f"unparseable answer: {type(exc).__name__}")
+    return exc
+
+
+async def run_sdk(provider: str, deadline: float, fn: Callable[[], T],
+                  translate: Callable[[Exception], BaseException]) -> T:
     """Run a blocking SDK call in a worker thread under SDK_LIMITER and ``deadline`` seconds.
 
-    A thread cannot be cancelled: on timeout we abandon it (it keeps its limiter token until it
-    returns), so callers must also give the SDK's HTTP client a timeout so the thread does end.
+    ``translate`` maps what ``fn`` raises to our errors, in the thread, so no SDK exception type
+    escapes (returning the exception itself re-raises it unchanged). A thread cannot be
+    cancelled: on timeout we abandon it (it keeps its limiter token until it returns), so callers
+    must also give the SDK's HTTP client a timeout so the thread does end.
     """
+    def work() -> T:
+        try:
+            return fn()
+        except Exception as exc:
+            translated = translate(exc)
+            if translated is exc:
+                raise
+            raise translated from None
+
     try:
         with trio.fail_after(deadline):
-            return await trio.to_thread.run_sync(fn, limiter=SDK_LIMITER, abandon_on_cancel=True)
+            return await trio.to_thread.run_sync(work, limiter=SDK_LIMITER, abandon_on_cancel=True)
     except trio.TooSlowError:
         raise ProviderTimeout(provider, f"no answer within {deadline:g} s") from None
 

@@ -21,7 +21,7 @@ import httpx
 import msgspec
 
 from control.config import ProviderEndpoints
-from control.providers._http import HttpJson
+from control.providers._http import HttpJson, require_credentials
 from control.providers.base import (DEFAULT_DEADLINE_S, AccountInfo, NumberInfo, Provider,
                                     ProviderRejected, WebhookResult)
 
@@ -77,9 +77,7 @@ class ExotelProvider(Provider):
         self.http = HttpJson(NAME, deadline, _exotel_words)
 
     def _numbers_url(self, creds: dict) -> str:
-        missing = [f for f in self.credential_fields if not creds.get(f)]
-        if missing:
-            raise ProviderRejected(NAME, f"missing credential field(s): {', '.join(missing)}")
+        require_credentials(NAME, creds, self.credential_fields)
         host = normalise_subdomain(creds["subdomain"])
         sid = str(creds["account_sid"])
         if not _SID.match(sid):

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from control.config import ProviderEndpoints
-from control.providers._http import HttpJson
+from control.providers._http import HttpJson, require_credentials
 from control.providers.base import (DEFAULT_DEADLINE_S, AccountInfo, NumberInfo, Provider,
                                     ProviderRejected, ProviderUnavailable, WebhookResult)
 
@@ -117,9 +117,7 @@ class MetaProvider(Provider):
 
     # ----- helpers -------------------------------------------------------------------------
     def _check(self, creds: dict) -> tuple[str, dict]:
-        missing = [f for f in self.credential_fields if not creds.get(f)]
-        if missing:
-            raise ProviderRejected(NAME, f"missing credential field(s): {', '.join(missing)}")
+        require_credentials(NAME, creds, self.credential_fields)
         pnid = str(creds["phone_number_id"])
         if not _ID.match(pnid):
             raise ProviderRejected(NAME, "phone_number_id must be the numeric id Meta shows")

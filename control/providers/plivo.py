@@ -15,14 +15,14 @@ import threading
 from typing import Any, Callable
 
 import plivo
-import requests
 from plivo import exceptions as plivo_errors
 from requests.adapters import HTTPAdapter
 
 from control.config import ProviderEndpoints
-from control.providers._http import error_for_status, parse_retry_after, run_sdk
+from control.providers._http import (error_for_status, parse_retry_after, require_credentials,
+                                     run_sdk, sdk_error)
 from control.providers.base import (DEFAULT_DEADLINE_S, AccountInfo, NumberInfo, Provider,
-                                    ProviderRejected, ProviderTimeout, ProviderUnavailable,
+                                    ProviderRejected, ProviderUnavailable,
                                     WebhookResult)
 
 NAME = "plivo"
@@ -74,9 +74,7 @@ def _adapter(base_url: str) -> _Adapter:
 
 class _Call:
     def __init__(self, creds: dict, base_url: str, deadline: float):
-        missing = [f for f in PlivoProvider.credential_fields if not creds.get(f)]
-        if missing:
-            raise ProviderRejected(NAME, f"missing credential field(s): {', '.join(missing)}")
+        require_credentials(NAME, creds, PlivoProvider.credential_fields)
         auth_id = str(creds["auth_id"])
         if len(auth_id) != 20 or auth_id[:2] not in ("MA", "SA"):
             # The SDK checks this too, but its message would echo the value back.
@@ -91,13 +89,7 @@ class _Call:
             status = self.adapter.last_status or _status_of(exc)
             retry = parse_retry_after(self.adapter.last_headers.get("Retry-After"))
             return error_for_status(NAME, status, words, retry_after=retry)
-        if isinstance(exc, requests.exceptions.Timeout):
-            return ProviderTimeout(NAME, "no answer within the deadline")
-        if isinstance(exc, requests.exceptions.RequestException):
-            return ProviderUnavailable(NAME, f"cannot reach the API: {type(exc).__name__}")
-        if isinstance(exc, (ValueError, KeyError, IndexError, TypeError, AttributeError)):
-            return ProviderUnavailable(NAME, f"unparseable answer: {type(exc).__name__}")
-        return exc
+        return sdk_error(NAME, exc)
 
 
 def _status_of(exc: Exception) -> int:
@@ -133,17 +125,7 @@ class PlivoProvider(Provider):
 
     async def _run(self, creds: dict, op: Callable[[Any], Any]) -> Any:
         call = _Call(creds, self.base_url, self.deadline)
-
-        def work():
-            try:
-                return op(call.client)
-            except Exception as exc:
-                translated = call.translate(exc)
-                if translated is exc:
-                    raise
-                raise translated from None
-
-        return await run_sdk(NAME, self.deadline, work)
+        return await run_sdk(NAME, self.deadline, lambda: op(call.client), call.translate)
 
     async def verify(self, creds: dict) -> AccountInfo:
         account = await self._run(creds, lambda c: c.account.get())

@@ -15,15 +15,15 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from control.config import ProviderEndpoints
-from control.providers._http import error_for_status, parse_retry_after, run_sdk
+from control.providers._http import (error_for_status, parse_retry_after, require_credentials,
+                                     run_sdk, sdk_error)
 from control.providers.base import (DEFAULT_DEADLINE_S, AccountInfo, NumberInfo, Provider,
-                                    ProviderRejected, ProviderTimeout, ProviderUnavailable,
+                                    ProviderRejected, ProviderUnavailable,
                                     WebhookResult)
 
 NAME = "twilio"
@@ -70,9 +70,7 @@ class _Call:
     connection pool underneath is shared; it holds no credentials)."""
 
     def __init__(self, creds: dict, base_url: str, deadline: float):
-        missing = [f for f in TwilioProvider.credential_fields if not creds.get(f)]
-        if missing:
-            raise ProviderRejected(NAME, f"missing credential field(s): {', '.join(missing)}")
+        require_credentials(NAME, creds, TwilioProvider.credential_fields)
         self.sid = str(creds["account_sid"])
         self.http = _http_client(deadline)
         # environment={} keeps TWILIO_EDGE/TWILIO_REGION from rewriting the configured host.
@@ -94,15 +92,10 @@ class _Call:
             words = exc.detail or exc.title or ""
             retry = parse_retry_after(_header(self.http.last_headers, "retry-after"))
             return error_for_status(NAME, int(exc.status), words, code=exc.code, retry_after=retry)
-        if isinstance(exc, requests.exceptions.Timeout):
-            return ProviderTimeout(NAME, "no answer within the deadline")
-        if isinstance(exc, requests.exceptions.RequestException):
-            return ProviderUnavailable(NAME, f"cannot reach the API: {type(exc).__name__}")
-        if isinstance(exc, (ValueError, KeyError, IndexError, TypeError, AttributeError,
-                            TwilioException)):
+        if isinstance(exc, TwilioException):
             # What the SDK raises when a 2xx body is not the record it expected.
             return ProviderUnavailable(NAME, f"unparseable answer: {type(exc).__name__}")
-        return exc
+        return sdk_error(NAME, exc)
 
 
 def _header(headers: dict, name: str) -> str | None:
@@ -129,17 +122,7 @@ class TwilioProvider(Provider):
 
     async def _run(self, creds: dict, op: Callable[[_Call], Any]) -> Any:
         call = _Call(creds, self.base_url, self.deadline)
-
-        def work():
-            try:
-                return op(call)
-            except Exception as exc:          # translated in the thread: no SDK types escape
-                translated = call.translate(exc)
-                if translated is exc:
-                    raise
-                raise translated from None
-
-        return await run_sdk(NAME, self.deadline, work)
+        return await run_sdk(NAME, self.deadline, lambda: op(call), call.translate)
 
     async def verify(self, creds: dict) -> AccountInfo:
         account = await self._run(creds, lambda c: c.account.fetch())
