@@ -16,7 +16,6 @@ Each test streams ~2-3 s of speech per provider, the three providers concurrentl
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
