@@ -24,15 +24,13 @@ import json
 import os
 import pathlib
 import selectors
-import signal
 import socket
 import struct
-import subprocess
 import sys
-import threading
 import time
 
-from benchmarks.ws_transport import _cpu_ticks, _free_port, _pin, _valid, _wait_port
+from benchmarks.ws_transport import (_handshake, _pin, _quantile_ms, _server, _valid, _with_cpu,
+                                     _ws_frames)
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "ws_sessions.json"
 UP_FRAME = 640                  # 20 ms at 16 kHz
@@ -83,22 +81,9 @@ SERVE = {"converse-gateway": serve_gateway, "trio-websocket-baseline": serve_bas
 
 # -- load generator ------------------------------------------------------------------------------
 def _open(port: int) -> tuple[socket.socket, bytes]:
-    import base64
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /ws/agent/echo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                  f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  f"Sec-WebSocket-Version: 13\r\nOrigin: {ORIGIN}\r\n\r\n").encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed during handshake")
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise ConnectionError(head.split(b"\r\n")[0].decode())
+    rest = _handshake(sock, port, "/ws/agent/echo", f"Origin: {ORIGIN}\r\n")
     sock.setblocking(False)
     return sock, rest
 
@@ -116,26 +101,8 @@ class _Session:
 
 def _binary_bytes(buf: bytes) -> tuple[int, bytes]:
     """Audio payload bytes in the complete frames of ``buf`` (text frames skipped) and the rest."""
-    pos, n, audio = 0, len(buf), 0
-    while n - pos >= 2:
-        length = buf[pos + 1] & 0x7F
-        head = 2
-        if length == 126:
-            if n - pos < 4:
-                break
-            length = (buf[pos + 2] << 8) | buf[pos + 3]
-            head = 4
-        elif length == 127:
-            if n - pos < 10:
-                break
-            length = struct.unpack_from(">Q", buf, pos + 2)[0]
-            head = 10
-        if n - pos < head + length:
-            break
-        if buf[pos] & 0x0F in (2, 0):
-            audio += length
-        pos += head + length
-    return audio, buf[pos:]
+    frames, rest = _ws_frames(buf)
+    return sum(length for opcode, _, length in frames if opcode in (2, 0)), rest
 
 
 def load(port: int, sessions: int, seconds: float) -> dict:
@@ -194,48 +161,25 @@ def load(port: int, sessions: int, seconds: float) -> dict:
         s.sock.close()
     latencies.sort()
     slips.sort()
-
-    def q(values, p):
-        return round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 3) if values else None
-    return {"frames_sent": sent, "frames_echoed": acked, "p50_ms": q(latencies, 0.5),
-            "p99_ms": q(latencies, 0.99),
+    return {"frames_sent": sent, "frames_echoed": acked, "p50_ms": _quantile_ms(latencies, 0.5),
+            "p99_ms": _quantile_ms(latencies, 0.99),
             "late_pct": round(100 * sum(1 for x in latencies if x > INTERVAL)
                               / max(1, len(latencies)), 2),
-            "generator_slip_p99_ms": q(slips, 0.99)}
+            "generator_slip_p99_ms": _quantile_ms(slips, 0.99)}
 
 
 def measure(kind: str, sessions: int, seconds: float) -> dict:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.ws_sessions", "--serve", kind,
-                             "--port", str(port)], cwd=pathlib.Path(__file__).resolve().parents[1])
-    try:
-        _wait_port(port, proc)
-        marks = {}
-
-        def sample():
-            time.sleep(0.8 + sessions * 0.002)        # connect + warm-up
-            marks["t0"], marks["c0"] = time.perf_counter(), _cpu_ticks(proc.pid)
-            time.sleep(max(0.5, seconds - 0.5))
-            marks["t1"], marks["c1"] = time.perf_counter(), _cpu_ticks(proc.pid)
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        result = load(port, sessions, seconds)
-        sampler.join()
-        cpu = (marks["c1"] - marks["c0"]) / os.sysconf("SC_CLK_TCK") / (marks["t1"] - marks["t0"])
-        echoed_per_s = result["frames_echoed"] / seconds
-        return {"server": kind, "sessions": sessions, "valid": _valid(result),
-                "cpu_pct": round(100 * cpu, 1),
-                "cpu_pct_per_session": round(100 * cpu / sessions, 3),
-                # steadier than latency on a busy machine: server CPU per echoed frame
-                "cpu_us_per_frame": round(1e6 * cpu / echoed_per_s, 1) if echoed_per_s else None,
-                **result}
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with _server("benchmarks.ws_sessions", kind) as (proc, port):
+        result, cpu = _with_cpu(proc, lambda: load(port, sessions, seconds),
+                                skip=0.8 + sessions * 0.002,        # connect + warm-up
+                                span=max(0.5, seconds - 0.5))
+    echoed_per_s = result["frames_echoed"] / seconds
+    return {"server": kind, "sessions": sessions, "valid": _valid(result),
+            "cpu_pct": round(100 * cpu, 1),
+            "cpu_pct_per_session": round(100 * cpu / sessions, 3),
+            # steadier than latency on a busy machine: server CPU per echoed frame
+            "cpu_us_per_frame": round(1e6 * cpu / echoed_per_s, 1) if echoed_per_s else None,
+            **result}
 
 
 def _row(r: dict) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import pathlib
@@ -29,7 +30,9 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
+from typing import Callable, Iterator
 
 SERVERS = ["raw-trio-tcp", "trio-websocket", "trio+wsproto", "trio+websockets-sansio",
            "websockets.trio"]
@@ -129,11 +132,13 @@ SERVE = {"raw-trio-tcp": serve_raw, "trio-websocket": serve_trio_websocket,
 
 
 # -- the load generator --------------------------------------------------------------------------
-def _handshake(sock: socket.socket, port: int) -> bytes:
+def _handshake(sock: socket.socket, port: int, path: str = "/ws", headers: str = "") -> bytes:
+    """The client side of the upgrade on a blocking socket; returns the bytes read past the 101.
+    ``headers``: extra header lines, each ending in CRLF."""
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+                  f"Sec-WebSocket-Version: 13\r\n{headers}\r\n").encode())
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
@@ -155,28 +160,43 @@ class _Conn:
         self.sent = 0
 
 
-def _parse_ws(buf: bytes, out: list) -> bytes:
-    """Append the 8-byte timestamp of every complete binary frame in ``buf``; return the rest."""
+def _ws_frames(buf: bytes) -> tuple[list[tuple[int, int, int]], bytes]:
+    """The complete (unmasked, server-sent) frames at the start of ``buf`` as ``(opcode, payload
+    offset, payload length)``, and the incomplete rest."""
+    frames = []
     pos, n = 0, len(buf)
     while n - pos >= 2:
-        b1 = buf[pos + 1] & 0x7F
+        length = buf[pos + 1] & 0x7F
         head = 2
-        if b1 == 126:
+        if length == 126:
             if n - pos < 4:
                 break
-            b1 = (buf[pos + 2] << 8) | buf[pos + 3]
+            length = (buf[pos + 2] << 8) | buf[pos + 3]
             head = 4
-        elif b1 == 127:
+        elif length == 127:
             if n - pos < 10:
                 break
-            b1 = struct.unpack_from(">Q", buf, pos + 2)[0]
+            length = struct.unpack_from(">Q", buf, pos + 2)[0]
             head = 10
-        if n - pos < head + b1:
+        if n - pos < head + length:
             break
-        if buf[pos] & 0x0F == 2 and b1 >= 8:
-            out.append(struct.unpack_from("<d", buf, pos + head)[0])
-        pos += head + b1
-    return buf[pos:]
+        frames.append((buf[pos] & 0x0F, pos + head, length))
+        pos += head + length
+    return frames, buf[pos:]
+
+
+def _parse_ws(buf: bytes, out: list) -> bytes:
+    """Append the 8-byte timestamp of every complete binary frame in ``buf``; return the rest."""
+    frames, rest = _ws_frames(buf)
+    for opcode, at, length in frames:
+        if opcode == 2 and length >= 8:
+            out.append(struct.unpack_from("<d", buf, at)[0])
+    return rest
+
+
+def _quantile_ms(values: list[float], p: float) -> float | None:
+    """The ``p`` quantile of sorted seconds, in ms."""
+    return round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 3) if values else None
 
 
 def load(port: int, conns: int, seconds: float, websocket: bool) -> dict:
@@ -243,15 +263,12 @@ def load(port: int, conns: int, seconds: float, websocket: bool) -> dict:
         conn.sock.close()
     rtts.sort()
     slips.sort()
-
-    def q(values, p):
-        return round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 3) if values else None
     late = sum(1 for r in rtts if r > INTERVAL)
     return {"frames_sent": sent, "frames_echoed": len(rtts),
-            "p50_ms": q(rtts, 0.5), "p99_ms": q(rtts, 0.99),
+            "p50_ms": _quantile_ms(rtts, 0.5), "p99_ms": _quantile_ms(rtts, 0.99),
             "late_pct": round(100 * late / max(1, len(rtts)), 2),
             "lost_pct": round(100 * max(0, sent - len(rtts)) / max(1, sent), 2),
-            "generator_slip_p99_ms": q(slips, 0.99)}
+            "generator_slip_p99_ms": _quantile_ms(slips, 0.99)}
 
 
 SLIP_LIMIT_MS = 5.0
@@ -304,35 +321,16 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
     raise RuntimeError("server did not start")
 
 
-def measure(kind: str, conns: int, seconds: float) -> dict:
+@contextlib.contextmanager
+def _server(module: str, kind: str) -> Iterator[tuple[subprocess.Popen, int]]:
+    """``python -m module --serve kind`` on a free port, ready to connect; stopped (SIGINT, then
+    kill) on exit."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.ws_transport", "--serve", kind,
-                             "--port", str(port)], cwd=pathlib.Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen([sys.executable, "-m", module, "--serve", kind, "--port", str(port)],
+                            cwd=pathlib.Path(__file__).resolve().parents[1])
     try:
         _wait_port(port, proc)
-        ticks0, t0 = None, None
-        # CPU is read across the measured window only (after connecting and warm-up)
-        import threading
-        marks = {}
-
-        def sample():
-            time.sleep(0.5 + 0.3)                   # connect + warm-up
-            marks["t0"], marks["c0"] = time.perf_counter(), _cpu_ticks(proc.pid)
-            time.sleep(seconds - 0.3)
-            marks["t1"], marks["c1"] = time.perf_counter(), _cpu_ticks(proc.pid)
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        result = load(port, conns, seconds, websocket=kind != "raw-trio-tcp")
-        sampler.join()
-        hz = os.sysconf("SC_CLK_TCK")
-        cpu = (marks["c1"] - marks["c0"]) / hz / (marks["t1"] - marks["t0"])
-        del ticks0, t0
-        frames_per_s = result["frames_echoed"] / seconds
-        return {"server": kind, "conns": conns, "valid": _valid(result),
-                "cpu_pct": round(100 * cpu, 1),
-                # CPU time per echoed frame: robust to other load on the box, unlike latency
-                "cpu_us_per_frame": round(1e6 * cpu / frames_per_s, 1) if frames_per_s else None,
-                **result}
+        yield proc, port
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -340,6 +338,38 @@ def measure(kind: str, conns: int, seconds: float) -> dict:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _with_cpu(proc: subprocess.Popen, drive: Callable[[], dict], skip: float,
+              span: float) -> tuple[dict, float]:
+    """Run ``drive()`` here and the server's CPU (share of one core) over ``span`` seconds that
+    start ``skip`` seconds in: the measured window only, after connecting and warm-up."""
+    marks = {}
+
+    def sample():
+        time.sleep(skip)
+        marks["t0"], marks["c0"] = time.perf_counter(), _cpu_ticks(proc.pid)
+        time.sleep(span)
+        marks["t1"], marks["c1"] = time.perf_counter(), _cpu_ticks(proc.pid)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    result = drive()
+    sampler.join()
+    cpu = (marks["c1"] - marks["c0"]) / os.sysconf("SC_CLK_TCK") / (marks["t1"] - marks["t0"])
+    return result, cpu
+
+
+def measure(kind: str, conns: int, seconds: float) -> dict:
+    with _server("benchmarks.ws_transport", kind) as (proc, port):
+        result, cpu = _with_cpu(
+            proc, lambda: load(port, conns, seconds, websocket=kind != "raw-trio-tcp"),
+            skip=0.5 + 0.3, span=seconds - 0.3)
+    frames_per_s = result["frames_echoed"] / seconds
+    return {"server": kind, "conns": conns, "valid": _valid(result),
+            "cpu_pct": round(100 * cpu, 1),
+            # CPU time per echoed frame: robust to other load on the box, unlike latency
+            "cpu_us_per_frame": round(1e6 * cpu / frames_per_s, 1) if frames_per_s else None,
+            **result}
 
 
 def run(servers, conns_list, seconds) -> list[dict]:
