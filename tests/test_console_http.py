@@ -139,7 +139,9 @@ def test_pages_render_and_carry_security_headers(control_server, console):
         assert r.status_code == 200, (path, r.text[:300])
         assert "script-src 'self'" in r.headers["content-security-policy"]
         assert r.headers["cache-control"] == "no-store"
-    assert client.get("/console/channels/ch_missing").status_code == 404
+    for what in ("channel", "agent", "flow"):
+        r = client.get(f"/console/{what}s/x_missing")
+        assert r.status_code == 404 and f"There is no {what} with id" in r.text, what
     assert client.get("/console/static/console.js").status_code == 200
 
 

@@ -167,6 +167,20 @@ async def home():
     return redirect("/console/channels")
 
 
+async def _record(what: str, ident: str) -> dict | None:
+    """The API's ``/{what}s/{ident}``, or None when it answers 404 (other errors propagate)."""
+    try:
+        return await bridge.get_json(f"/api/v1/{what}s/{ident}")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        return None
+
+
+async def _missing(what: str, ident: str):
+    return await _page("missing.html", what=what, ident=ident), 404
+
+
 async def _targets() -> tuple[list, list]:
     agents = (await bridge.get_json("/api/v1/agents"))["items"]
     flows = (await bridge.get_json("/api/v1/flows"))["items"]
@@ -198,12 +212,9 @@ async def new_channel():
 
 @bp.get("/channels/<channel_id>")
 async def channel(channel_id: str):
-    try:
-        ch = await bridge.get_json(f"/api/v1/channels/{channel_id}")
-    except ApiError as exc:
-        if exc.status != 404:
-            raise
-        return await _page("missing.html", what="channel", ident=channel_id), 404
+    ch = await _record("channel", channel_id)
+    if ch is None:
+        return await _missing("channel", channel_id)
     agents, flows = await _targets()
     names = {a["id"]: a["name"] for a in agents} | {f["id"]: f["name"] for f in flows}
     snippet = None
@@ -230,12 +241,9 @@ async def agents():
 async def agent(agent_id: str | None = None):
     item = None
     if agent_id is not None:
-        try:
-            item = await bridge.get_json(f"/api/v1/agents/{agent_id}")
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            return await _page("missing.html", what="agent", ident=agent_id), 404
+        item = await _record("agent", agent_id)
+        if item is None:
+            return await _missing("agent", agent_id)
     return await _page("agent.html", agent=item)
 
 
@@ -250,12 +258,9 @@ async def flows():
 async def flow(flow_id: str | None = None):
     item = None
     if flow_id is not None:
-        try:
-            item = await bridge.get_json(f"/api/v1/flows/{flow_id}")
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            return await _page("missing.html", what="flow", ident=flow_id), 404
+        item = await _record("flow", flow_id)
+        if item is None:
+            return await _missing("flow", flow_id)
     definition = item["definition"] if item else {"start": "start", "nodes": {
         "start": {"type": "entry", "next": "hello"},
         "hello": {"type": "speak", "text": "Hello!", "next": "bye"},
