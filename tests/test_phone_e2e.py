@@ -449,3 +449,29 @@ async def test_get_voice_webhooks_are_signed_over_the_query(stack):
                              headers={"X-Plivo-Signature-V3": sig,
                                       "X-Plivo-Signature-V3-Nonce": nonce})
         assert r.status_code == 200 and "<Stream" in r.text and "from=14155550123" in r.text
+
+
+async def test_hostile_webhook_requests_never_5xx(stack):
+    """Odd bodies, headers and methods on the voice webhooks: 403/4xx, never a 500."""
+    base = f"{stack.control.base_url}/api/v1/webhooks"
+    cases = [
+        ("twilio", {"X-Twilio-Signature": "é" * 10}, {"CallSid": "CA1"}),
+        ("twilio", {"X-Twilio-Signature": "x", "Content-Type": "application/json"}, None),
+        ("twilio", {"X-Twilio-Signature": "=" * 500}, {"a" * 300: "b" * 3000}),
+        ("plivo", {"X-Plivo-Signature-V3": "é,ü", "X-Plivo-Signature-V3-Nonce": "ñ"}, {"x": "1"}),
+        ("plivo", {"X-Plivo-Signature-V3": "", "X-Plivo-Signature-V3-Nonce": ""}, None),
+        ("plivo", {"X-Plivo-Signature-V3": "a" * 5000, "X-Plivo-Signature-V3-Nonce": "1"},
+         {"CallUUID": "\x00\x01"}),
+        ("exotel", {"Authorization": "Basic ###"}, {"CallSid": "x"}),
+        ("exotel", {"Authorization": "Basic " + "QQ==" * 100}, None),
+    ]
+    async with httpx.AsyncClient(timeout=10) as client:
+        for provider, headers, form in cases:
+            url = f"{base}/{provider}/{stack.channels[provider]}"
+            kw = {"data": form} if form is not None else {"content": b"\xff\xfe{not json"}
+            headers = {k: v.encode() for k, v in headers.items()}    # raw UTF-8 bytes too
+            r = await client.post(url, headers=headers, **kw)
+            assert r.status_code < 500 and r.status_code in (403, 400, 415, 422), \
+                (provider, headers, r.status_code, r.text[:200])
+            r = await client.get(url + "?key=%FF%FE&CallSid=%00", headers=headers)
+            assert r.status_code < 500, (provider, r.status_code)
