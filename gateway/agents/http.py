@@ -13,19 +13,13 @@ import httpx
 import msgspec
 import trio
 
+from gateway.agents._remote import RemoteAgent
 from gateway.protocols.canonical import End, Error, Start, Text, Transcript
-from gateway.limits import Limits
 
 log = logging.getLogger("converse.agents.http")
 
 
-class HttpAgent:
-    def __init__(self, config: dict, limits: Limits):
-        self.url = config.get("url")
-        headers = config.get("headers") or {}
-        self.headers = {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
-        self.limits = limits
-
+class HttpAgent(RemoteAgent):
     async def run(self, start: Start, inbox, outbox: trio.MemorySendChannel) -> None:
         if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
             await outbox.send(Error(code="agent_misconfigured", message="the agent has no valid URL"))

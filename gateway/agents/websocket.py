@@ -13,20 +13,14 @@ import logging
 import trio
 
 from gateway import transport
+from gateway.agents._remote import RemoteAgent
 from gateway.protocols import canonical
 from gateway.protocols.canonical import End, Error, Start
-from gateway.limits import Limits
 
 log = logging.getLogger("converse.agents.websocket")
 
 
-class WebSocketAgent:
-    def __init__(self, config: dict, limits: Limits):
-        self.url = config.get("url")
-        headers = config.get("headers") or {}
-        self.headers = {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
-        self.limits = limits
-
+class WebSocketAgent(RemoteAgent):
     async def run(self, start: Start, inbox, outbox: trio.MemorySendChannel) -> None:
         if not isinstance(self.url, str) or not self.url.startswith(("ws://", "wss://")):
             await self._fail(outbox, "agent_misconfigured", "the agent has no valid WebSocket URL")
