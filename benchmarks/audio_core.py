@@ -252,20 +252,16 @@ def phone_paths(short: bool) -> dict:
     pcm24 = speech(24000, short)
     out_frames = [f.tobytes() for f in frames_of(pcm24, 24000)]
     rounds = 3 if short else 9
-    inbound = cpu_us_per_call({"ours fused (base64 in C)": ours_fused_inbound,
-                               "ours fused + Python base64": ours_python_b64_inbound,
-                               "ours unfused (3 calls)": ours_unfused_inbound,
-                               "pipecat (b64, audioop, soxr VHQ)": pipecat_inbound},
-                              {k: payloads for k in ["ours fused (base64 in C)", "ours fused + Python base64",
-                                                     "ours unfused (3 calls)", "pipecat (b64, audioop, soxr VHQ)"]},
-                              rounds)
-    outbound = cpu_us_per_call({"ours fused (base64 in C)": ours_fused_outbound,
-                                "ours fused + Python base64": ours_python_b64_outbound,
-                                "ours unfused (3 calls)": ours_unfused_outbound,
-                                "pipecat (soxr VHQ, audioop, b64)": pipecat_outbound},
-                               {k: out_frames for k in ["ours fused (base64 in C)", "ours fused + Python base64",
-                                                        "ours unfused (3 calls)", "pipecat (soxr VHQ, audioop, b64)"]},
-                               rounds)
+    inbound_fns = {"ours fused (base64 in C)": ours_fused_inbound,
+                   "ours fused + Python base64": ours_python_b64_inbound,
+                   "ours unfused (3 calls)": ours_unfused_inbound,
+                   "pipecat (b64, audioop, soxr VHQ)": pipecat_inbound}
+    inbound = cpu_us_per_call(inbound_fns, dict.fromkeys(inbound_fns, payloads), rounds)
+    outbound_fns = {"ours fused (base64 in C)": ours_fused_outbound,
+                    "ours fused + Python base64": ours_python_b64_outbound,
+                    "ours unfused (3 calls)": ours_unfused_outbound,
+                    "pipecat (soxr VHQ, audioop, b64)": pipecat_outbound}
+    outbound = cpu_us_per_call(outbound_fns, dict.fromkeys(outbound_fns, out_frames), rounds)
     lat = {
         "inbound ours": _signal.latency(ours(8000, 16000), 8000, 16000),
         "inbound ours low-delay": _signal.latency(ours_low_delay(8000, 16000), 8000, 16000),
