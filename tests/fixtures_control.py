@@ -226,25 +226,32 @@ def database_url(request, tmp_path):
     return f"sqlite:///{tmp_path / 'converse.db'}"
 
 
+def start_emulators(stack: contextlib.ExitStack) -> tuple[dict, dict[str, str]]:
+    """The four provider emulators, stopped with ``stack``, and the environment that points a
+    control-plane process at them (with a fresh secret key and a 3 s provider deadline)."""
+    from emulators import ExotelEmulator, MetaEmulator, PlivoEmulator, TwilioEmulator
+
+    emus = {"twilio": stack.enter_context(TwilioEmulator()),
+            "plivo": stack.enter_context(PlivoEmulator()),
+            "exotel": stack.enter_context(ExotelEmulator()),
+            "meta": stack.enter_context(MetaEmulator())}
+    env = {"TWILIO_API_BASE": emus["twilio"].url, "PLIVO_API_BASE": emus["plivo"].url,
+           "EXOTEL_API_BASE": emus["exotel"].url, "META_GRAPH_BASE": emus["meta"].base,
+           "CONVERSE_SECRET_KEY": generate_key(), "CONVERSE_PROVIDER_DEADLINE_S": "3"}
+    return emus, env
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def control_server(request, tmp_path_factory):
     """Session scope: one server per backend for the whole run (starting one costs seconds on a
     busy box). Tests create their own channels/agents and must leave emulator faults cleared."""
-    from emulators import ExotelEmulator, MetaEmulator, PlivoEmulator, TwilioEmulator
-
     workdir = tmp_path_factory.mktemp(f"control-{request.param}")
     if request.param == "postgres":
         url = create_database(request.getfixturevalue("postgres_admin_url"))
     else:
         url = f"sqlite:///{workdir / 'converse.db'}"
     with contextlib.ExitStack() as stack:
-        emus = {"twilio": stack.enter_context(TwilioEmulator()),
-                "plivo": stack.enter_context(PlivoEmulator()),
-                "exotel": stack.enter_context(ExotelEmulator()),
-                "meta": stack.enter_context(MetaEmulator())}
-        env = {"TWILIO_API_BASE": emus["twilio"].url, "PLIVO_API_BASE": emus["plivo"].url,
-               "EXOTEL_API_BASE": emus["exotel"].url, "META_GRAPH_BASE": emus["meta"].base,
-               "CONVERSE_SECRET_KEY": generate_key(), "CONVERSE_PROVIDER_DEADLINE_S": "3"}
+        emus, env = start_emulators(stack)
         server = start_control_server(workdir, url, env, emus)
         stack.callback(server.stop)
         yield server

@@ -12,8 +12,7 @@ import sys
 import pytest
 
 from conftest import require
-from control.secrets import generate_key
-from fixtures_control import start_control_server
+from fixtures_control import start_control_server, start_emulators
 
 SCHEMATHESIS = pathlib.Path(sys.executable).parent / "schemathesis"
 RUN_DEADLINE_S = 600          # a hang guard for the subprocess, not a performance assertion
@@ -21,18 +20,10 @@ RUN_DEADLINE_S = 600          # a hang guard for the subprocess, not a performan
 
 @pytest.fixture(scope="module")
 def schema_server(tmp_path_factory):
-    from emulators import ExotelEmulator, MetaEmulator, PlivoEmulator, TwilioEmulator
-
     workdir = tmp_path_factory.mktemp("control-schema")
     with contextlib.ExitStack() as stack:
-        emus = {"twilio": stack.enter_context(TwilioEmulator()),
-                "plivo": stack.enter_context(PlivoEmulator()),
-                "exotel": stack.enter_context(ExotelEmulator()),
-                "meta": stack.enter_context(MetaEmulator())}
-        env = {"TWILIO_API_BASE": emus["twilio"].url, "PLIVO_API_BASE": emus["plivo"].url,
-               "EXOTEL_API_BASE": emus["exotel"].url, "META_GRAPH_BASE": emus["meta"].base,
-               "CONVERSE_SECRET_KEY": generate_key(), "CONVERSE_PROVIDER_DEADLINE_S": "3",
-               "CONVERSE_LOG_LEVEL": "INFO"}
+        emus, env = start_emulators(stack)
+        env["CONVERSE_LOG_LEVEL"] = "INFO"
         server = start_control_server(workdir, f"sqlite:///{workdir / 'converse.db'}", env, emus)
         stack.callback(server.stop)
         yield server
