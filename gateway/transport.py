@@ -375,20 +375,29 @@ class Handshake:
                 pass
 
 
+def _feed_handshake(proto, data: bytes, kind: type) -> tuple | None:
+    """Feed one read (``b""``: EOF) to a protocol in its handshake; the first ``kind`` event (the
+    request or the response) and the frames that came behind it, or None while it is incomplete."""
+    if data:
+        proto.receive_data(data)
+    else:
+        proto.receive_eof()
+    events = proto.events_received()
+    for i, event in enumerate(events):
+        if isinstance(event, kind):
+            return event, events[i + 1:]
+    return None
+
+
 async def _read_request(stream, proto: ServerProtocol) -> tuple[Request, list] | None:
     while True:
         try:
             data = await stream.receive_some(RECEIVE_BYTES)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return None
-        if data:
-            proto.receive_data(data)
-        else:
-            proto.receive_eof()
-        events = proto.events_received()
-        for i, event in enumerate(events):
-            if isinstance(event, Request):
-                return event, events[i + 1:]      # frames pipelined behind it: for accept()
+        found = _feed_handshake(proto, data, Request)
+        if found is not None:
+            return found                          # frames pipelined behind it: for accept()
         writes = proto.data_to_send()
         if writes:                       # the protocol answered an unparseable request itself
             try:
@@ -529,20 +538,15 @@ async def connect(url: str, headers: dict | list | None = None, *, timeout: floa
 async def _read_response(stream, proto: ClientProtocol) -> list:
     while True:
         data = await stream.receive_some(RECEIVE_BYTES)
-        if data:
-            proto.receive_data(data)
-        else:
-            proto.receive_eof()
-        events = proto.events_received()
-        for i, event in enumerate(events):
-            if isinstance(event, Response):
-                exc = proto.handshake_exc
-                if exc is not None:
-                    if isinstance(exc, InvalidStatus):
-                        status = exc.response.status_code
-                        raise HandshakeError(f"server answered HTTP {status}", status,
-                                             bytes(exc.response.body or b""))
-                    raise HandshakeError(f"handshake failed: {exc}")
-                return events[i + 1:]
+        found = _feed_handshake(proto, data, Response)
+        if found is not None:
+            exc = proto.handshake_exc
+            if exc is not None:
+                if isinstance(exc, InvalidStatus):
+                    status = exc.response.status_code
+                    raise HandshakeError(f"server answered HTTP {status}", status,
+                                         bytes(exc.response.body or b""))
+                raise HandshakeError(f"handshake failed: {exc}")
+            return found[1]
         if not data:
             raise HandshakeError("connection closed during the handshake")
