@@ -6,9 +6,9 @@
 * ``send_sms``: a flow's ``sms`` node becomes a row in the durable messaging outbox (same store,
   same sender and retries as conversation replies; the control plane's outbox loop sends it);
 * ``transfer``: the channel's provider moves the live call (``Provider.transfer_call``: Twilio
-  updates the call with ``<Dial>`` TwiML through the Calls REST resource). Plivo's transfer API
-  is not wired yet: there the provider refuses and the flow apologises and ends the call
-  ("transfer_failed").
+  updates the call with ``<Dial>`` TwiML through the Calls REST resource; Plivo's Transfer Call
+  API is given a token-bound URL of ours, control/api/transfer.py, that answers the ``<Dial>``).
+  When it fails the flow apologises and ends the call ("transfer_failed").
 
 The gateway never imports this module: the dependency stays control -> gateway.
 """
@@ -44,9 +44,12 @@ def sms_sender(store):
     return send_sms
 
 
-def call_transferrer(store, endpoints, deadline_s: float):
+def call_transferrer(store, endpoints, deadline_s: float, settings=None):
     """``transfer(start, number)`` for the runner: the channel's credentials from the store, the
-    call id from the session's start; raises (ProviderError, LookupError) when it cannot."""
+    call id from the session's start; raises (ProviderError, LookupError, ValueError) when it
+    cannot. ``settings`` (PUBLIC_URL, token secret) mint the URL a Plivo transfer fetches;
+    without them Plivo transfers are refused."""
+    from control.api.transfer import transfer_url
     from control.providers import get_provider
     from control.store import channel_aad, repo
 
@@ -57,10 +60,23 @@ def call_transferrer(store, endpoints, deadline_s: float):
             raise LookupError("no live voice call to transfer")
         creds = store.box.decrypt_json(channel.credentials, channel_aad(channel.id))
         provider = get_provider(channel.provider, endpoints, deadline=deadline_s)
-        await provider.transfer_call(creds, str(call_id), number)
+        url = (transfer_url(settings, channel.id, number)
+               if settings is not None and channel.provider == "plivo" else None)
+        await provider.transfer_call(creds, str(call_id), number, transfer_url=url)
         log.info("flow transferred call on %s", channel.id)
 
     return transfer
+
+
+def _env_settings():
+    """Settings from the environment (``converse gateway`` passes none), or None with a warning:
+    then Plivo transfers are refused, everything else works."""
+    from control.config import ConfigError, Settings
+    try:
+        return Settings.from_env(create_key=False)
+    except ConfigError as exc:
+        log.warning("no settings for Plivo call transfers (%s): they will be refused", exc)
+        return None
 
 
 def install(server, store=None, tts_config: tts_mod.TtsConfig | None = None,
@@ -74,6 +90,6 @@ def install(server, store=None, tts_config: tts_mod.TtsConfig | None = None,
         from control.config import ProviderEndpoints
         endpoints = settings.providers if settings is not None else ProviderEndpoints.from_env()
         deadline = settings.provider_deadline_s if settings is not None else 10.0
-        transfer = call_transferrer(store, endpoints, deadline)
+        transfer = call_transferrer(store, endpoints, deadline, settings or _env_settings())
     runner.install(server, tts=backend, voice=None, transfer=transfer,
                    send_sms=sms_sender(store) if store is not None else None)

@@ -15,7 +15,8 @@ from control.store import create_api_key, open_store, repo
 
 PUBLIC = {("get", "/healthz"), ("get", "/metrics"), ("get", "/api/v1/openapi.json"),
           ("get", "/api/v1/webhooks/{provider}/{channel_id}"),
-          ("post", "/api/v1/webhooks/{provider}/{channel_id}")}
+          ("post", "/api/v1/webhooks/{provider}/{channel_id}"),
+          ("post", "/api/v1/webhooks/plivo/{channel_id}/transfer")}
 
 
 def _operations() -> list[tuple[str, str, bool]]:

@@ -25,6 +25,7 @@ __all__ = ["create_app", "BLUEPRINTS", "register_webhook_handler", "webhook_hand
 BLUEPRINTS = [health.bp, openapi.bp, channels.bp, agents_flows.bp, keys.bp, webhooks.bp, widget.widget_bp]
 BLUEPRINTS.append(__import__("control.messaging.api", fromlist=["bp"]).bp)  # WhatsApp/SMS (issue 6)
 BLUEPRINTS.append(__import__("control.console", fromlist=["bp"]).bp)  # admin console (issue 8)
+BLUEPRINTS.append(__import__("control.api.transfer", fromlist=["bp"]).bp)  # Plivo transfer <Dial>
 
 
 async def _drain_body():

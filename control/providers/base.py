@@ -86,7 +86,10 @@ class Provider(abc.ABC):
                            idempotency_key: str) -> str:
         """Send a text message; return the provider's message id."""
 
-    async def transfer_call(self, creds: dict, call_id: str, number: str) -> None:
+    async def transfer_call(self, creds: dict, call_id: str, number: str, *,
+                            transfer_url: str | None = None) -> None:
         """Move the live call ``call_id`` to ``number`` (E.164 or sip:); the media stream ends.
+        ``transfer_url``: a public URL of ours that answers the provider's dial instructions, for
+        providers that fetch them (Plivo) rather than take them inline (Twilio ignores it).
         Providers that cannot (or do not implement it yet) refuse."""
         raise ProviderRejected(self.name, f"{self.name} calls cannot be transferred here")

@@ -11,6 +11,7 @@ which returns the number to the account's default application.
 """
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any, Callable
 
@@ -30,6 +31,12 @@ SDK_HOST = "https://api.plivo.com"
 APP_PREFIX = "converse-"
 SDK_LIMITER_SIZE = 16          # connections worth keeping: one per SDK worker thread
 MAX_PAGES = 50                 # 20 numbers per page (Plivo's cap): 1000 numbers at most
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+
+
+def is_e164(number: object) -> bool:
+    """``+`` then 2..15 digits, no leading zero: what ``<Dial><Number>`` is given."""
+    return isinstance(number, str) and E164.fullmatch(number) is not None
 
 
 class _Adapter(HTTPAdapter):
@@ -203,6 +210,21 @@ class PlivoProvider(Provider):
     async def send_message(self, creds: dict, sender: str, to: str, text: str,
                            idempotency_key: str) -> str:
         raise ProviderRejected(NAME, "Plivo channels are voice-only in this gateway")
+
+    async def transfer_call(self, creds: dict, call_id: str, number: str, *,
+                            transfer_url: str | None = None) -> None:
+        """Plivo's Transfer Call API (``POST /Call/{uuid}/`` with ``legs=aleg``): Plivo fetches
+        ``transfer_url`` (our ``<Dial>`` XML, control/api/transfer.py) and runs it on the caller's
+        leg, which also ends the ``<Stream>``. Checked before anything is sent: the number (E.164
+        only: Plivo dials SIP with ``<User>``, not offered here) and that we have a URL."""
+        if not is_e164(number):
+            raise ProviderRejected(NAME, f"transfer target {number!r:.40} is not an E.164 number")
+        if not transfer_url:
+            raise ProviderRejected(NAME, "a Plivo transfer needs a public transfer URL "
+                                         "(PUBLIC_URL) for Plivo to fetch")
+        call_uuid = str(call_id)
+        await self._run(creds, lambda c: c.calls.transfer(
+            call_uuid, legs="aleg", aleg_url=transfer_url, aleg_method="POST"))
 
     def _check_type(self, channel_type: str) -> None:
         if channel_type not in self.channel_types:

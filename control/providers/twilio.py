@@ -187,9 +187,10 @@ class TwilioProvider(Provider):
             creds, lambda c: c.account.messages.create(from_=sender, to=to, body=text, **extra))
         return message.sid
 
-    async def transfer_call(self, creds: dict, call_id: str, number: str) -> None:
+    async def transfer_call(self, creds: dict, call_id: str, number: str, *,
+                            transfer_url: str | None = None) -> None:
         """Replace the live call's TwiML with ``<Dial>`` (protocols.md 2.4: Calls update), which
-        also ends its ``<Connect><Stream>``."""
+        also ends its ``<Connect><Stream>``. The TwiML goes inline: ``transfer_url`` is unused."""
         from twilio.twiml.voice_response import Dial, VoiceResponse
         response = VoiceResponse()
         dial = Dial()

@@ -1,4 +1,4 @@
-"""Plivo REST v1 emulator: Account, Number, Application (protocols.md 3.6).
+"""Plivo REST v1 emulator: Account, Number, Application, Call transfer (protocols.md 3.6).
 
 Basic auth ``auth_id:auth_token`` on ``/v1/Account/{auth_id}/...`` (trailing slashes, JSON bodies).
 Errors are ``{"api_id": ..., "error": "<words>"}`` with the documented status codes (the exact
@@ -6,13 +6,23 @@ wording of Plivo's 401 is not documented in protocols.md; ours is plain). Deleti
 unlinks its numbers (they fall back to the account's default application).
 
 State: ``accounts[auth_id] = {"auth_token", "name"}``, ``numbers[number] = <number JSON>``
-(number without ``+``), ``applications[app_id] = <application JSON>``.
+(number without ``+``), ``applications[app_id] = <application JSON>``, ``live_calls[call_uuid] =
+{"account", "from", "to"}`` (:meth:`PlivoEmulator.add_call`; :meth:`answer_webhook` adds its call),
+``transfers`` (one dict per Transfer Call request: the ``aleg_url`` and what fetching it gave).
+
+Transfer Call (``POST /Call/{uuid}/`` with ``legs=aleg``): like Plivo, the emulator fetches the
+``aleg_url`` with a V3-signed POST of the call's parameters before answering (synchronously, so a
+test sees the XML as soon as the SDK call returns). The URL is the public one; :meth:`forward`
+says where a public base really listens on 127.0.0.1 (the signature stays over the public URL).
 """
 from __future__ import annotations
 
 import re
 import secrets
 import string
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 
 from ._server import Emulator, HttpError, Reply, Request
@@ -20,6 +30,8 @@ from .signing import plivo_v3_signature
 
 ACC = r"/v1/Account/(?P<account>[MS]A[A-Z0-9]{18})"
 URL = re.compile(r"https?://[^\s/]+")
+FETCH_TIMEOUT_S = 10.0         # Plivo's own read timeout on callbacks is longer (40 s)
+MAX_XML = 100_000              # Plivo's cap on an XML answer
 _APP_FIELDS = ("answer_url", "answer_method", "hangup_url", "hangup_method",
                "fallback_answer_url", "fallback_method", "message_url", "message_method",
                "default_number_app", "default_endpoint_app", "log_incoming_messages", "public_uri")
@@ -37,6 +49,9 @@ class PlivoEmulator(Emulator):
         self.accounts: dict[str, dict] = {}
         self.numbers: dict[str, dict] = {}
         self.applications: dict[str, dict] = {}
+        self.live_calls: dict[str, dict] = {}
+        self.transfers: list[dict] = []
+        self._forward: dict[str, str] = {}
         super().__init__()
         self.auth_id, self.auth_token = self.add_account("Converse Plivo test")
         self.add_number(self.auth_id, "14155550100")
@@ -72,6 +87,20 @@ class PlivoEmulator(Emulator):
             app = self.applications.get(app_id)
             return dict(app) if app else None
 
+    def add_call(self, call_uuid: str | None = None, *, from_: str = "14155550123",
+                 to: str = "14155550100", auth_id: str | None = None) -> str:
+        """Make ``call_uuid`` a live call of the account (default: the first one)."""
+        call_uuid = call_uuid or str(uuid.uuid4())
+        with self.lock:
+            self.live_calls[call_uuid] = {"account": auth_id or self.auth_id, "from": from_,
+                                          "to": to}
+        return call_uuid
+
+    def forward(self, public_base: str, local_base: str) -> None:
+        """Fetch URLs under ``public_base`` (e.g. PUBLIC_URL) from ``local_base`` instead."""
+        with self.lock:
+            self._forward[public_base.rstrip("/")] = local_base.rstrip("/")
+
     # ----- Plivo -> you: the answer-URL request (protocols.md 3.1, 3.5) ------------------
     def answer_webhook(self, public_url: str, *, from_: str = "14155550123",
                        to: str = "14155550100", call_uuid: str | None = None,
@@ -79,8 +108,8 @@ class PlivoEmulator(Emulator):
         """``(form params, headers)`` of an inbound-call answer request signed with V3 (the same
         token signs V3 and Ma-V3 here: the emulated account is a main account). Reuse ``nonce``
         to emulate a replay."""
-        params = {"CallUUID": call_uuid or str(uuid.uuid4()), "From": from_, "To": to,
-                  "CallStatus": "ringing", "Direction": "inbound", "Event": "StartApp"}
+        params = {"CallUUID": self.add_call(call_uuid, from_=from_, to=to), "From": from_,
+                  "To": to, "CallStatus": "ringing", "Direction": "inbound", "Event": "StartApp"}
         nonce = nonce or secrets.token_hex(10)
         signature = plivo_v3_signature(self.auth_token, public_url, nonce, params, "POST")
         return params, {"X-Plivo-Signature-V3": signature, "X-Plivo-Signature-Ma-V3": signature,
@@ -101,6 +130,7 @@ class PlivoEmulator(Emulator):
                    self._update_app)
         self.route("DELETE", ACC + r"/Application/(?P<app>\d+)/", "applications.delete",
                    self._delete_app)
+        self.route("POST", ACC + r"/Call/(?P<call>[^/]+)/", "calls.transfer", self._transfer)
 
     def authenticate(self, req: Request) -> None:
         user, password = req.auth or ("", "")
@@ -222,6 +252,53 @@ class PlivoEmulator(Emulator):
             if n["application"] == app["resource_uri"]:
                 n["application"] = None
         return Reply(204)
+
+
+    # ----- Transfer Call ---------------------------------------------------------------------
+    def _transfer(self, req: Request) -> Reply:
+        call = self.live_calls.get(req.match["call"])
+        if call is None or call["account"] != req.match["account"]:
+            raise HttpError(404, "call not found")
+        body = req.json()
+        if not isinstance(body, dict) or body.get("legs") not in ("aleg", "bleg", "both"):
+            raise HttpError(400, "legs must be aleg, bleg or both")
+        if body["legs"] != "aleg":
+            raise HttpError(400, "this emulator transfers the aleg only")
+        url, method = body.get("aleg_url"), str(body.get("aleg_method") or "POST").upper()
+        if not isinstance(url, str) or not URL.match(url):
+            raise HttpError(400, "aleg_url is not a valid URL")
+        if method != "POST":
+            raise HttpError(400, "this emulator fetches aleg_url with POST only")
+        status, xml = self._fetch(url, req.match["call"], call)
+        self.transfers.append({"call_uuid": req.match["call"], "account": call["account"],
+                               "legs": "aleg", "aleg_url": url, "aleg_method": method,
+                               "status": status, "xml": xml})
+        return self._ok(202, {"message": "call transferred"})
+
+    def _fetch(self, url: str, call_uuid: str, call: dict) -> tuple[int | None, str]:
+        """POST the call's parameters to ``url`` signed as Plivo signs (V3 + nonce); returns
+        (HTTP status or None when unreachable, body text)."""
+        params = {"CallUUID": call_uuid, "From": call["from"], "To": call["to"],
+                  "CallStatus": "in-progress", "Direction": "inbound"}
+        nonce = secrets.token_hex(10)
+        token = self.accounts[call["account"]]["auth_token"]
+        signature = plivo_v3_signature(token, url, nonce, params, "POST")
+        real = url
+        for public, local in self._forward.items():
+            if url.startswith(public + "/"):
+                real = local + url[len(public):]
+        request = urllib.request.Request(
+            real, data=urllib.parse.urlencode(params).encode(), method="POST", headers={
+                "X-Plivo-Signature-V3": signature, "X-Plivo-Signature-Ma-V3": signature,
+                "X-Plivo-Signature-V3-Nonce": nonce,
+                "Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_S) as response:
+                return response.status, response.read(MAX_XML).decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(MAX_XML).decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return None, ""
 
 
 def _public(row: dict) -> dict:
