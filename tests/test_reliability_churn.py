@@ -17,6 +17,7 @@ import gc
 import logging
 import os
 
+import pytest
 import trio
 
 from fixtures_gateway import open_session, start_gateway
@@ -76,10 +77,18 @@ async def _settle(server) -> None:
     gc.collect()
 
 
-async def test_churn_returns_fds_tasks_and_memory_to_baseline(nursery, autojump_clock, caplog):
-    # pytest keeps every captured log record in memory (a few per connection at INFO): that would
-    # be the test's growth, not the gateway's
-    caplog.set_level(logging.WARNING)
+@pytest.fixture
+def quiet_logging():
+    """pytest keeps every captured log record in memory (a few per connection at INFO, and the
+    wire logger is pinned at INFO whatever the root level): that would be the test's growth, not
+    the gateway's. ``logging.disable`` drops them before any handler sees them."""
+    logging.disable(logging.INFO)
+    yield
+    logging.disable(logging.NOTSET)
+
+
+async def test_churn_returns_fds_tasks_and_memory_to_baseline(nursery, autojump_clock,
+                                                              quiet_logging):
     server = await start_gateway(nursery, limits=Limits(handshake_burst=CYCLES + WARMUP + 10))
     ended: list[int] = []
     stats = {"sessions": 0, "ten_frames": 0, "reasons": set()}   # counters: holding every
