@@ -359,9 +359,13 @@ class Handshake:
         """A plain HTTP answer on the WebSocket port (health checks, metrics)."""
         self.answered = True
         response = self._proto.reject(status, "")
-        response.headers["Content-Type"] = content_type
-        response.headers["Content-Length"] = str(len(body))
-        response = Response(response.status_code, response.reason_phrase, response.headers, body)
+        # reject() already wrote Content-Length and Content-Type, and Headers' item assignment
+        # appends: replace them, or clients see two conflicting Content-Lengths (httpx refuses).
+        headers = response.headers
+        del headers["Content-Type"], headers["Content-Length"]
+        headers["Content-Type"] = content_type
+        headers["Content-Length"] = str(len(body))
+        response = Response(response.status_code, response.reason_phrase, headers, body)
         await self._send_response(response)
 
     async def _send_response(self, response: Response) -> None:
