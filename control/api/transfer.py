@@ -19,7 +19,6 @@ number ``to``), and hands it to ``PlivoProvider.transfer_call``. The route answe
 from __future__ import annotations
 
 import logging
-import time
 import urllib.parse
 
 from quart import Blueprint, Response, request
@@ -63,29 +62,6 @@ class _TransferContext(WebhookContext):
         return super().webhook_url + SUFFIX
 
 
-async def _signature_problem(ctx: WebhookContext) -> str | None:
-    """Why the request is not Plivo's (None: it is), by the voice webhook's rules."""
-    from plivo.utils.signature_v3 import validate_v3_signature
-
-    form = await request.form
-    token = str(ctx.credentials().get("auth_token") or "")
-    signature = request.headers.get("X-Plivo-Signature-V3", "")
-    nonce = request.headers.get("X-Plivo-Signature-V3-Nonce", "")
-    if not token or not signature or not nonce:
-        return "missing signature or nonce" if token else "no auth token"
-    params = {k: (v if len(v) > 1 else v[0]) for k, v in form.lists()}
-    try:
-        ok = validate_v3_signature("POST", voice._signed_url(ctx), nonce, token, signature,
-                                   params)
-    except Exception:          # the SDK's validators raise their own types on odd input
-        ok = False
-    if not ok:
-        return "bad X-Plivo-Signature-V3"
-    if not voice.PLIVO_NONCES.fresh(nonce, time.monotonic()):
-        return "replayed nonce"
-    return None
-
-
 def dial_xml(number: str) -> str:
     from plivo import plivoxml
     return plivoxml.ResponseElement().add(
@@ -111,7 +87,7 @@ async def plivo_transfer(channel_id: str):
     if row is None or row.provider != "plivo" or row.type != "voice":
         raise ApiError(404, "not_found", f"no plivo voice channel {channel_id}")
     ctx = _TransferContext(st, "plivo", row)
-    problem = await _signature_problem(ctx)
+    problem = await voice.plivo_signature_problem(ctx)
     if problem is not None:
         return voice._forbidden(ctx, problem)
     number = claims.get("to")

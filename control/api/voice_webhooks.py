@@ -129,8 +129,9 @@ def _alnum(value: str, limit: int = 32) -> str:
     return "".join(c for c in value if c.isascii() and c.isalnum())[:limit]
 
 
-async def plivo_voice(ctx: WebhookContext):
-    from plivo import plivoxml
+async def plivo_signature_problem(ctx: WebhookContext) -> str | None:
+    """Why the request is not Plivo's (None: it is): X-Plivo-Signature-V3 over the public URL and
+    every field, then the nonce's freshness (a replay within the window is refused)."""
     from plivo.utils.signature_v3 import validate_v3_signature
 
     form = await request.form
@@ -138,7 +139,7 @@ async def plivo_voice(ctx: WebhookContext):
     signature = request.headers.get("X-Plivo-Signature-V3", "")
     nonce = request.headers.get("X-Plivo-Signature-V3-Nonce", "")
     if not token or not signature or not nonce:
-        return _forbidden(ctx, "missing signature or nonce" if token else "no auth token")
+        return "missing signature or nonce" if token else "no auth token"
     params = {k: (v if len(v) > 1 else v[0]) for k, v in form.lists()}
     try:
         ok = validate_v3_signature(request.method, _signed_url(ctx), nonce, token, signature,
@@ -146,9 +147,19 @@ async def plivo_voice(ctx: WebhookContext):
     except Exception:          # the SDK's validators raise their own types on odd input
         ok = False
     if not ok:
-        return _forbidden(ctx, "bad X-Plivo-Signature-V3")
+        return "bad X-Plivo-Signature-V3"
     if not PLIVO_NONCES.fresh(nonce, time.monotonic()):
-        return _forbidden(ctx, "replayed nonce")
+        return "replayed nonce"
+    return None
+
+
+async def plivo_voice(ctx: WebhookContext):
+    from plivo import plivoxml
+
+    problem = await plivo_signature_problem(ctx)
+    if problem is not None:
+        return _forbidden(ctx, problem)
+    form = await request.form
     response = plivoxml.ResponseElement()
     if not ctx.in_service:
         WEBHOOKS.inc(provider="plivo", outcome="not_in_service")
