@@ -98,6 +98,8 @@ async def read_json(*, required: bool = True) -> Any:
         return msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise validation(f"body is not valid JSON: {exc}", "$") from None
+    except RecursionError:              # hostile nesting ends msgspec in Python's recursion limit
+        raise validation("body is not valid JSON: nested too deeply", "$") from None
 
 
 def convert(raw: Any, typ: type[T], *, prefix: str = "$") -> T:

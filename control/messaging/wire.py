@@ -107,7 +107,7 @@ def parse_meta(body: bytes, phone_number_id: str) -> tuple[list[Inbound], list[D
         payload = _META_DECODER.decode(body)
     except msgspec.ValidationError as exc:
         raise Malformed(f"unexpected shape: {str(exc)[:120]}") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):     # RecursionError: hostile nesting
         raise Malformed("not JSON") from None
     if payload.object != "whatsapp_business_account":
         raise Malformed("object is not whatsapp_business_account")

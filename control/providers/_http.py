@@ -125,7 +125,7 @@ def _tls_context() -> ssl.SSLContext:
 def json_or_none(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):     # RecursionError: hostile nesting
         return None
 
 
@@ -174,7 +174,8 @@ class HttpJson:
         if 200 <= status < 300 and answer is not None:
             try:
                 return msgspec.json.decode(response.content, type=answer)
-            except msgspec.DecodeError as exc:   # ValidationError included: not the shape we know
+            except (msgspec.DecodeError, RecursionError) as exc:   # ValidationError included;
+                # RecursionError: hostile nesting, even inside a field we skip
                 raise ProviderUnavailable(self.provider, f"unexpected answer (HTTP {status}): "
                                           f"{clip(str(exc))}", status=status) from None
         body = json_or_none(response.text) if response.content else None

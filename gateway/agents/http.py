@@ -61,8 +61,8 @@ def _reply_text(response: httpx.Response) -> str | None:
     if response.headers.get("content-type", "").startswith("application/json"):
         try:
             data = msgspec.json.decode(response.content)
-        except msgspec.DecodeError:
-            return None
+        except (msgspec.DecodeError, RecursionError):     # hostile nesting ends msgspec in Python's
+            return None                                   # recursion limit, not a DecodeError
         if isinstance(data, dict):
             for key in ("text", "reply"):
                 if isinstance(data.get(key), str):

@@ -160,8 +160,8 @@ class MediaStreamConnection:
             msg = self._decoder.decode(message)
         except msgspec.ValidationError as exc:
             return self._invalid(message, exc)
-        except (msgspec.DecodeError, UnicodeError):
-            return self._fail(1007, "malformed JSON or invalid UTF-8")
+        except (msgspec.DecodeError, UnicodeError, RecursionError):   # hostile nesting: msgspec
+            return self._fail(1007, "malformed JSON or invalid UTF-8")  # hits Python's limit
         inp = self._messages[type(msg)]
         following = _RECEIVE.get((self.state, inp))
         if following is None:
@@ -191,6 +191,8 @@ class MediaStreamConnection:
             name = _NAMED.decode(message).event
         except (msgspec.DecodeError, UnicodeError):
             return self._fail(1003, "not a JSON object with a string 'event'")
+        except RecursionError:                  # hostile nesting inside a field _NAMED skips
+            return self._fail(1007, "message nested too deeply")
         if name in self._ignored:
             return None
         if name not in self._known:

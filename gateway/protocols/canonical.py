@@ -144,8 +144,8 @@ def decode(data: str | bytes, *, sender: Literal["caller", "agent"] | None = Non
         event = _DECODER.decode(data)
     except msgspec.ValidationError as exc:
         raise _explain(data, exc) from None
-    except (msgspec.DecodeError, UnicodeError):
-        raise ProtocolError("malformed_json", "message is not valid JSON") from None
+    except (msgspec.DecodeError, UnicodeError, RecursionError):   # RecursionError: hostile
+        raise ProtocolError("malformed_json", "message is not valid JSON") from None  # nesting
     if sender is not None and type(event) not in _SENDERS[sender]:
         raise ProtocolError("not_allowed", f"{_tag(event)!r} may not be sent by the {sender}")
     return event
@@ -168,6 +168,8 @@ def _explain(data: str | bytes, exc: msgspec.ValidationError) -> ProtocolError:
         kind = _TYPED.decode(data).type
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeError):
         return ProtocolError("not_an_object", "expected a JSON object with a string 'type'")
+    except RecursionError:                      # hostile nesting inside a field _TYPED skips
+        return ProtocolError("malformed_json", "message nested too deeply")
     if kind not in _TAGS:
         shown = kind if len(kind) <= 32 else kind[:29] + "..."
         return ProtocolError("unknown_type", f"unknown type {shown!r}")
