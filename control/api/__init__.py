@@ -22,10 +22,17 @@ from control.store.directory import StoreDirectory
 __all__ = ["create_app", "BLUEPRINTS", "register_webhook_handler", "webhook_handler",
            "WebhookContext", "AppState"]
 
-BLUEPRINTS = [health.bp, openapi.bp, channels.bp, agents_flows.bp, keys.bp, webhooks.bp, widget.widget_bp]
-BLUEPRINTS.append(__import__("control.messaging.api", fromlist=["bp"]).bp)  # WhatsApp/SMS (issue 6)
-BLUEPRINTS.append(__import__("control.console", fromlist=["bp"]).bp)  # admin console (issue 8)
-BLUEPRINTS.append(__import__("control.api.transfer", fromlist=["bp"]).bp)  # Plivo transfer <Dial>
+BLUEPRINTS = [health.bp, openapi.bp, channels.bp, agents_flows.bp, keys.bp, webhooks.bp,
+              widget.widget_bp]
+
+
+def _feature_blueprints() -> list:
+    """Blueprints of modules that import control.api's submodules themselves (so importing them
+    here at module level would be circular); importing them also registers their webhook handlers."""
+    from control import console                               # admin console
+    from control.api import transfer                          # Plivo fetches a transfer's <Dial>
+    from control.messaging import api as messaging_api        # WhatsApp/SMS messages
+    return [messaging_api.bp, console.bp, transfer.bp]
 
 
 async def _drain_body():
@@ -50,7 +57,7 @@ def create_app(settings: Settings, store: Store, *, directory: StoreDirectory | 
     app.config["MAX_CONTENT_LENGTH"] = errors.MAX_BODY_BYTES
     app.config["PROPAGATE_EXCEPTIONS"] = False
     errors.install(app)
-    for bp in [*BLUEPRINTS, *extra_blueprints]:
+    for bp in [*BLUEPRINTS, *_feature_blueprints(), *extra_blueprints]:
         app.register_blueprint(bp)
     app.before_request(_drain_body)
     app.after_request(_count_request)
