@@ -208,6 +208,7 @@ class Session:
         self._played_until = 0.0       # when everything sent so far will have played
         self._in_spurt = False         # audio has been flowing without an underrun
         self._pumping = False          # a task is inside _pump (sending): the other one waits
+        self._pacer_wake = -math.inf   # while the pacer is parked: when its timer fires
         self._clears = 0
         self._scope: trio.CancelScope | None = None
         self._ending = False
@@ -316,15 +317,23 @@ class Session:
                 dropped = playout.push(item)
                 if dropped:
                     stats.dropped_out += -(-dropped // playout.frame_bytes)
+                need = math.inf
                 if not self._pumping:
                     # Send what is due right here: a frame arriving into an idle pacer goes out
                     # without waking another task (one task switch less per frame).
                     try:
-                        await self._pump()
+                        need = await self._pump()
                     except ConnectionClosed:
                         pass
-                if self._audio_lot and (playout or self._in_flight):
-                    self._audio_lot.unpark()          # the pacer times the rest
+                    if self._in_flight:
+                        need = min(need, self._in_flight[0][0])
+                else:
+                    need = -math.inf
+                # The pacer times the rest; when its timer is already set for the frame now at
+                # the head (the lead is full: new audio queues behind it), waking it would only
+                # make it park again (one task switch less per frame).
+                if self._audio_lot and (playout or self._in_flight) and need < self._pacer_wake:
+                    self._audio_lot.unpark()
             elif isinstance(item, Clear):
                 await self._clear()
             elif isinstance(item, Mark):
@@ -424,8 +433,12 @@ class Session:
                     self._ack_played(trio.current_time())
                 next_at = math.inf if self._pumping else await self._pump()
                 wake = min(next_at, in_flight[0][0]) if in_flight else next_at
-                with trio.move_on_at(wake) as timer:
-                    await self._audio_lot.park()
+                self._pacer_wake = wake
+                try:
+                    with trio.move_on_at(wake) as timer:
+                        await self._audio_lot.park()
+                finally:
+                    self._pacer_wake = -math.inf
                 if timer.cancelled_caught and wake == next_at:
                     self.stats.lateness.record(trio.current_time() - next_at)   # wake-up delay
         except ConnectionClosed:
