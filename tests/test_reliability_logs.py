@@ -2,7 +2,7 @@
 the real gateway (subprocesses, 127.0.0.1, logging at DEBUG) carry a widget session opened with a
 session-URL token, a Twilio call (signed voice webhook, stream token, media, DTMF) and an inbound
 SMS; then neither process's log holds a token, an API key, a provider secret, a caller's words
-(the text, SMS body and the bad frame are canaries) or the audio's base64. Bounded: one short
+(the text, SMS body and the bad frame are canaries), the caller's number or the audio's base64. Bounded: one short
 call, a few messages, every wait under a deadline."""
 from __future__ import annotations
 
@@ -147,3 +147,4 @@ async def test_no_token_secret_or_payload_reaches_any_log(planes):
             assert secret not in text, (plane, secret[:6] + "...")
         assert CANARY not in text, (plane, text[text.find(CANARY) - 200:text.find(CANARY) + 50])
         assert audio_b64 not in text, plane
+        assert "4155550123" not in text, plane              # the caller's number (call and SMS)
