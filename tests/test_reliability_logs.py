@@ -1,9 +1,10 @@
 """RELIABILITY 7 (and 15's "never in logs"), across every plane at once: the real control plane and
 the real gateway (subprocesses, 127.0.0.1, logging at DEBUG) carry a widget session opened with a
 session-URL token, a Twilio, a Plivo and an Exotel call (signed voice webhook or media key, stream
-token, media, DTMF) and an inbound SMS; then neither process's log holds a token, an API key, a provider secret, a caller's words
-(the text, SMS body and the bad frame are canaries), the caller's number or the audio's base64. Bounded: one short
-call, a few messages, every wait under a deadline."""
+token, media, DTMF) and an inbound SMS; then neither process's log holds a token, an API key, a
+provider secret, a caller's words (the text, SMS body and the bad frame are canaries), the
+caller's number or the audio's base64. Bounded: short calls, a few messages, every wait under a
+deadline."""
 from __future__ import annotations
 
 import base64
