@@ -46,11 +46,24 @@ class Inbox:
         self._stats = stats
         self._lot = trio.lowlevel.ParkingLot()
         self._closed = False
+        # Set by a consumer that can take audio without a task switch (the WebSocket agent writes
+        # it straight to its socket): ``direct(frame)`` is True when the frame is gone, False to
+        # queue it as usual, or a token to queue in its place (e.g. "finish this write").
+        self.direct = None
 
     def put(self, item, now: float) -> None:
         if self._closed:
             return
         items = self._items
+        direct = self.direct
+        if direct is not None and not items and type(item) is bytes:
+            # only with nothing queued ahead of it, so the consumer still sees input in order
+            taken = direct(item)
+            if taken is True:
+                self._stats.added_latency.record(0.0)
+                return
+            if taken is not False:
+                item = taken
         if len(items) >= self._size and not self._drop_oldest_audio():
             self._stats.dropped_in += 1           # all events: refuse the newest instead
             return

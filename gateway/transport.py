@@ -47,6 +47,7 @@ _wire_log.setLevel(logging.INFO)
 RECEIVE_BYTES = 65536
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
 _OPEN, _CLOSED = State.OPEN, State.CLOSED
+NOT_SENT, SENT, PENDING = 0, 1, 2        # WebSocket.try_send_binary results
 
 
 class ConnectionClosed(Exception):
@@ -185,6 +186,35 @@ class WebSocket:
                 proto.send_text(message.encode("utf-8"))
             else:
                 proto.send_binary(message)
+        await self._flush()
+
+    def try_send_binary(self, data: bytes) -> int:
+        """Send a binary message without yielding, when that can be done in order: ``SENT`` (the
+        kernel took all of it), ``PENDING`` (rendered, the rest waits for ``flush()``), or
+        ``NOT_SENT`` (nothing done: use ``send()``). Lets a producer hand a frame straight to the
+        socket instead of waking the task that sends (one task switch less per frame)."""
+        proto = self._proto
+        sock = self._sock
+        if (sock is None or self._closed is not None or proto.state is not _OPEN
+                or proto.writes or self._lock.locked()):
+            return NOT_SENT
+        fd = sock.fileno()
+        if fd < 0:
+            return NOT_SENT
+        proto.send_binary(data)
+        writes = proto.data_to_send()
+        buf = writes[0] if len(writes) == 1 else b"".join(writes)
+        try:
+            sent = os.write(fd, buf)
+        except (BlockingIOError, OSError):
+            sent = 0                              # the flush writes it or reports the failure
+        if sent == len(buf):
+            return SENT
+        proto.writes[:0] = [buf[sent:]]
+        return PENDING
+
+    async def flush(self) -> None:
+        """Write whatever ``try_send_binary`` left behind (under the write deadline)."""
         await self._flush()
 
     async def ping(self, payload: bytes = b"") -> None:

@@ -8,6 +8,7 @@ A malformed message from the agent is logged (type and size only) and skipped.
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 import trio
@@ -52,15 +53,22 @@ class WebSocketAgent(RemoteAgent):
 
     async def _to_agent(self, ws, inbox, scope: trio.CancelScope) -> None:
         reason = "caller hung up"
+        direct = hasattr(inbox, "direct")        # the session's own inbox, not a flow's wrapper
         try:
+            if direct:
+                inbox.direct = functools.partial(_direct, ws)
             async for item in inbox:
                 if type(item) is bytes:
                     await ws.send(item)
+                elif item is _FLUSH:
+                    await ws.flush()
                 else:
                     await ws.send_text(canonical.encode(item))
                     if isinstance(item, End):
                         reason = ""
                         break
+            if direct:
+                inbox.direct = None
             if reason:
                 await ws.send_text(canonical.encode(End(reason=reason)))
             await ws.close(1000, "session ended")
@@ -68,6 +76,9 @@ class WebSocketAgent(RemoteAgent):
             self._lost = self._lost or closed
             scope.cancel()
             return
+        finally:
+            if direct:
+                inbox.direct = None
         with trio.move_on_after(self.limits.close_timeout_s):
             await trio.sleep_forever()         # let _from_agent see the agent's close
         scope.cancel()
@@ -106,3 +117,14 @@ class WebSocketAgent(RemoteAgent):
     async def _fail(outbox, code: str, message: str) -> None:
         await outbox.send(Error(code=code, message=message))
         await outbox.send(End(reason=code))
+
+
+_FLUSH = object()      # queued after a frame the socket took only part of: finish writing it
+
+
+def _direct(ws, frame: bytes):
+    """The inbox's fast path: the caller's task writes the frame to the agent's socket itself."""
+    result = ws.try_send_binary(frame)
+    if result == transport.SENT:
+        return True
+    return _FLUSH if result == transport.PENDING else False
