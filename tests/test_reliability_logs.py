@@ -163,7 +163,8 @@ async def test_no_token_secret_or_payload_reaches_any_log(planes):
         while not [m for m in twilio.sent() if m["to"] == "+14155550123"]:   # the reply went out
             await trio.sleep(0.1)
 
-    logs = {"control": planes.log_text(), "gateway": planes.gateway_log.read_text("utf-8", "replace")}
+    logs = {"control": planes.log_text(),
+            "gateway": planes.gateway_log.read_text("utf-8", "replace")}
     assert logs["control"] and logs["gateway"], "a plane logged nothing: the check would be vacuous"
     for plane, text in logs.items():
         for secret in secrets:

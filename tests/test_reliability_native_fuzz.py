@@ -1,5 +1,5 @@
-"""RELIABILITY 2: the C core fuzzed through cffi *under AddressSanitizer + UndefinedBehaviorSanitizer*,
-and crash inputs committed and replayed by the normal test run.
+"""RELIABILITY 2: the C core fuzzed through cffi *under AddressSanitizer and
+UndefinedBehaviorSanitizer*, and crash inputs committed and replayed by the normal test run.
 
 A program is JSON: ``{"target": "resampler"|"transcoder"|"jitter", "args": [...], "ops": [...]}``
 (random rates and lengths with flush/reset sequences; random sequence numbers around the 2**32
@@ -174,8 +174,8 @@ ffi = FFI()
 ffi.cdef("\\n".join(p.read_text() for p in sorted((native / "cdef").glob("*.cdef"))))
 flags = ["-std=c11", "-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
          "-fno-sanitize-recover=all", "-fvisibility=hidden"]
-ffi.set_source("_native_asan",
-               "".join('#include "' + h.name + '"\\n' for h in sorted((native / "include").glob("*.h"))),
+headers = sorted((native / "include").glob("*.h"))
+ffi.set_source("_native_asan", "".join('#include "' + h.name + '"\\n' for h in headers),
                sources=[str(p) for p in sorted((native / "src").glob("*.c"))],
                include_dirs=[str(native / "include")], extra_compile_args=flags,
                extra_link_args=["-fsanitize=address,undefined"], libraries=["m"])

@@ -1,5 +1,5 @@
-"""RELIABILITY 12: a caller whose socket stops taking our writes is closed with 1011 once a write has
-been blocked for 2 s, and 50 healthy sessions beside it see no extra latency.
+"""RELIABILITY 12: a caller whose socket stops taking our writes is closed with 1011 once a write
+has been blocked for 2 s, and 50 healthy sessions beside it see no extra latency.
 
 No wall clock: everything runs on Trio's virtual clock, where time only moves when every task is
 waiting, so "extra latency" can only come from one session's write holding up another's progress.
