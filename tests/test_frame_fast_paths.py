@@ -1,0 +1,73 @@
+"""The per-frame fast paths that save a task switch: ``WebSocket.try_send_binary`` (write without
+yielding, in order, with a partial write finished by ``flush()``) and ``Inbox.direct`` (a frame
+handed straight to the consumer only when nothing is queued ahead of it)."""
+from __future__ import annotations
+
+import trio
+
+from gateway import transport
+from gateway.limits import Limits
+from gateway.metrics import SessionStats
+from gateway.session import Inbox
+
+
+async def test_try_send_binary_keeps_order_through_a_full_socket(nursery):
+    limits = Limits(socket_sndbuf=4096)
+    got: list[bytes] = []
+    reading = trio.Event()
+    done = trio.Event()
+
+    async def handler(hs):
+        ws = await hs.accept()
+        await reading.wait()
+        try:
+            while True:
+                got.append(await ws.receive())
+        except transport.ConnectionClosed:
+            done.set()
+
+    listeners = await transport.open_listeners("127.0.0.1", 0)
+    port = listeners[0].socket.getsockname()[1]
+    nursery.start_soon(transport.serve, handler, listeners, limits)
+    ws = await transport.connect(f"ws://127.0.0.1:{port}/", limits=limits)
+    sent, results = [], []
+    for i in range(5000):                      # until the kernel's buffers are full
+        frame = i.to_bytes(4, "big") * 8000
+        result = ws.try_send_binary(frame)
+        results.append(result)
+        if result == transport.NOT_SENT:
+            break
+        sent.append(frame)
+    assert transport.PENDING in results and results[-1] == transport.NOT_SENT
+    assert results.index(transport.PENDING) == len(results) - 2      # nothing jumps a partial write
+    reading.set()
+    with trio.fail_after(30):
+        await ws.flush()
+        await ws.send(b"last")
+        await ws.close()
+        await done.wait()
+    assert got == sent + [b"last"]
+
+
+def test_inbox_direct_only_with_nothing_queued():
+    stats = SessionStats("web")
+    inbox = Inbox(8, stats)
+    taken: list = []
+    answer = {"value": True}
+
+    def direct(frame):
+        taken.append(frame)
+        return answer["value"]
+
+    inbox.direct = direct
+    inbox.put(b"\x01\x00", 0.0)                 # taken: not queued, zero added latency
+    assert taken == [b"\x01\x00"] and len(inbox) == 0 and stats.added_latency.total == 1
+    answer["value"] = "flush-token"
+    inbox.put(b"\x02\x00", 0.0)                 # taken in part: the token queues in its place
+    assert len(inbox) == 1
+    inbox.put(b"\x03\x00", 0.0)                 # something is queued ahead: not offered
+    assert taken == [b"\x01\x00", b"\x02\x00"] and len(inbox) == 2
+    answer["value"] = False
+    inbox._items.clear(), inbox._times.clear()
+    inbox.put(b"\x04\x00", 0.0)                 # refused: queued as usual
+    assert len(inbox) == 1 and inbox._items[0] == b"\x04\x00"
