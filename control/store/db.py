@@ -178,6 +178,7 @@ class PostgresDatabase(Database):
         from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool, PoolTimeout
 
+        self.url = url     # control.store.notify opens its own LISTEN connection with it
         self._unavailable = (psycopg.OperationalError, PoolTimeout)
         self.pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False, timeout=PG_CONNECT_TIMEOUT_S,

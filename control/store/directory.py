@@ -2,18 +2,26 @@
 the store.
 
 Lookups are answered from an in-memory snapshot, so a call setup never waits on the database. The
-snapshot is reloaded whole when the store's ``config_version`` changed: checked at most every
-``refresh_s`` seconds (this is how a change made on another control node reaches this gateway node)
-and immediately after a write made through the same :class:`~control.store.Store` object.
+snapshot is reloaded whole when the store's ``config_version`` changed: immediately after a write
+made through the same :class:`~control.store.Store` object; on PostgreSQL, while :meth:`StoreDirectory.
+listen` runs, as soon as another node's change commits (LISTEN/NOTIFY, :mod:`control.store.notify`),
+with a slow poll every ``safety_poll_s`` in case a notification was missed; otherwise (SQLite, or
+the listener disconnected) by checking the version at most every ``refresh_s`` seconds.
 """
 from __future__ import annotations
 
+import logging
+
 import trio
 
-from control.store import Store, repo
+from control.store import Store, StoreError, repo
+from control.store.notify import ConfigListener
 from gateway.directory import AgentInfo, ChannelInfo, FlowInfo
 
+log = logging.getLogger("converse.store.directory")
+
 DEFAULT_REFRESH_S = 1.0
+DEFAULT_SAFETY_POLL_S = 30.0
 
 
 class _Snapshot:
@@ -48,24 +56,36 @@ def _load(tx) -> _Snapshot:
 class StoreDirectory:
     """Implements :class:`gateway.directory.Directory`."""
 
-    def __init__(self, store: Store, *, refresh_s: float = DEFAULT_REFRESH_S):
+    def __init__(self, store: Store, *, refresh_s: float = DEFAULT_REFRESH_S,
+                 safety_poll_s: float = DEFAULT_SAFETY_POLL_S):
         self.store = store
         self.refresh_s = refresh_s
+        self.safety_poll_s = safety_poll_s
         self._snap: _Snapshot | None = None
         self._checked_at = float("-inf")
         self._seen_writes = -1
         self._lock = trio.Lock()
         self.reloads = 0              # exported as a metric; tests use it too
+        # PostgreSQL only, while listen() runs; its connects/notifications/backend_pid are public.
+        self.listener: ConfigListener | None = None
+        self._listen_scope: trio.CancelScope | None = None
+        self._closed = False
+
+    @property
+    def _poll_s(self) -> float:
+        # A live LISTEN hears every commit, so polling is only a safety net; without one, poll.
+        return self.safety_poll_s if self.listener is not None and self.listener.connected \
+            else self.refresh_s
+
+    def _is_fresh(self) -> bool:
+        return (self._snap is not None and self.store.local_writes == self._seen_writes
+                and trio.current_time() - self._checked_at < self._poll_s)
 
     async def _fresh(self) -> _Snapshot:
-        now = trio.current_time()
-        stale = (self._snap is None or self.store.local_writes != self._seen_writes
-                 or now - self._checked_at >= self.refresh_s)
-        if not stale:
+        if self._is_fresh():
             return self._snap
         async with self._lock:
-            if self._snap is not None and self.store.local_writes == self._seen_writes \
-                    and trio.current_time() - self._checked_at < self.refresh_s:
+            if self._is_fresh():
                 return self._snap   # another task refreshed while we waited for the lock
             writes = self.store.local_writes
             # No trio deadline here: a worker thread cannot be cancelled, so the database's own
@@ -77,6 +97,35 @@ class StoreDirectory:
             self._seen_writes = writes
             self._checked_at = trio.current_time()
             return self._snap
+
+    # ------------------------------------------------------------------------ LISTEN/NOTIFY
+    async def listen(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the snapshot current from PostgreSQL notifications until cancelled or
+        :meth:`close`; run it in the nursery that serves lookups (``await nursery.start(
+        directory.listen)``). On SQLite (one machine: polling is enough) it returns at once."""
+        url = getattr(self.store.db, "url", None)
+        if self.store.dialect != "postgres" or url is None or self._closed:
+            task_status.started()
+            return
+        self.listener = ConfigListener(url)
+        with trio.CancelScope() as self._listen_scope:
+            await self.listener.run(self._on_change, task_status=task_status)
+
+    async def _on_change(self, version: int | None) -> None:
+        if version is not None and self._snap is not None and version <= self._snap.version:
+            return      # already loaded (our own write, or an older batch)
+        self._checked_at = float("-inf")      # stale now, whatever happens below
+        try:
+            await self._fresh()               # reload here so lookups keep answering from memory
+        except StoreError as exc:             # the next lookup retries (and reports it)
+            log.warning("config reload after a notification failed: %s", exc)
+
+    def close(self) -> None:
+        """Stop :meth:`listen` (it returns within one listener slice, its thread finished and its
+        connection closed). Safe to call from any Trio task, more than once."""
+        self._closed = True
+        if self._listen_scope is not None:
+            self._listen_scope.cancel()
 
     async def get_channel(self, channel_id: str) -> ChannelInfo | None:
         return (await self._fresh()).channels.get(channel_id)

@@ -11,6 +11,7 @@ import datetime
 import msgspec
 
 from control.store.db import Tx
+from control.store.notify import CONFIG_CHANNEL
 
 
 def now_iso() -> str:
@@ -105,7 +106,14 @@ def _get(tx: Tx, table: str, row_id: str, *, lock: bool = False):
 
 # ---------------------------------------------------------------------------- config version
 def bump_config_version(tx: Tx) -> None:
-    tx.execute("UPDATE config_version SET version = version + 1 WHERE id = 1")
+    if tx.dialect != "postgres":
+        tx.execute("UPDATE config_version SET version = version + 1 WHERE id = 1")
+        return
+    # Other nodes LISTEN for this (control.store.notify); NOTIFY is transactional, so they hear
+    # of the new version when this transaction commits and never of one that rolled back.
+    row = tx.one("UPDATE config_version SET version = version + 1 WHERE id = 1 RETURNING version")
+    if row is not None:
+        tx.execute("SELECT pg_notify(?, ?)", (CONFIG_CHANNEL, str(row["version"])))
 
 
 def config_version(tx: Tx) -> int:
