@@ -64,6 +64,10 @@ class StoreDirectory:
         self._snap: _Snapshot | None = None
         self._checked_at = float("-inf")
         self._seen_writes = -1
+        # Notifications received / accounted for by a completed check. A counter, not a "stale"
+        # flag: a check already in flight when a notification lands must not mark it seen.
+        self._notified = 0
+        self._seen_notified = 0
         self._lock = trio.Lock()
         self.reloads = 0              # exported as a metric; tests use it too
         # PostgreSQL only, while listen() runs; its connects/notifications/backend_pid are public.
@@ -79,6 +83,7 @@ class StoreDirectory:
 
     def _is_fresh(self) -> bool:
         return (self._snap is not None and self.store.local_writes == self._seen_writes
+                and self._notified == self._seen_notified
                 and trio.current_time() - self._checked_at < self._poll_s)
 
     async def _fresh(self) -> _Snapshot:
@@ -87,14 +92,14 @@ class StoreDirectory:
         async with self._lock:
             if self._is_fresh():
                 return self._snap   # another task refreshed while we waited for the lock
-            writes = self.store.local_writes
+            writes, notified = self.store.local_writes, self._notified
             # No trio deadline here: a worker thread cannot be cancelled, so the database's own
             # limits bound these reads (SQLite busy_timeout, PostgreSQL statement_timeout).
             version = await self.store.read(repo.config_version)
             if self._snap is None or version != self._snap.version:
                 self._snap = await self.store.read(_load)
                 self.reloads += 1
-            self._seen_writes = writes
+            self._seen_writes, self._seen_notified = writes, notified
             self._checked_at = trio.current_time()
             return self._snap
 
@@ -114,7 +119,7 @@ class StoreDirectory:
     async def _on_change(self, version: int | None) -> None:
         if version is not None and self._snap is not None and version <= self._snap.version:
             return      # already loaded (our own write, or an older batch)
-        self._checked_at = float("-inf")      # stale now, whatever happens below
+        self._notified += 1                   # stale now, whatever happens below
         try:
             await self._fresh()               # reload here so lookups keep answering from memory
         except StoreError as exc:             # the next lookup retries (and reports it)
