@@ -33,9 +33,6 @@ def app_store_keys(tmp_path):
     revoked_row, revoked = store.run_sync(create_api_key, "revoked")
     store.run_sync(repo.revoke_api_key, revoked_row.id)
     app = create_app(settings, store)
-    # document() is cached, and feature blueprints register their operations when an app is
-    # made: a document built before any app (another test calling it first) would miss them
-    document.cache_clear()
     yield app, store, good, revoked
     store.close()
 

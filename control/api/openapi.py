@@ -57,6 +57,8 @@ _DESCRIPTIONS = {200: "OK", 201: "created", 204: "no content", 401: "missing or 
 
 @functools.cache
 def document() -> dict:
+    from control.api import _feature_blueprints
+    _feature_blueprints()      # their operations register on import: the document must have them
     structs = {k for op in OPERATIONS for k in [op.body, *op.responses.values()]
                if isinstance(k, type)}
     _, components = msgspec.json.schema_components(sorted(structs, key=lambda t: t.__name__),
