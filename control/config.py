@@ -97,7 +97,10 @@ class Settings:
         key_file: str | None = None
         try:
             if env.get("CONVERSE_SECRET_KEY"):
-                key = sec.parse_key(env["CONVERSE_SECRET_KEY"])
+                try:
+                    key = sec.parse_key(env["CONVERSE_SECRET_KEY"])
+                except sec.SecretKeyError as exc:
+                    raise sec.SecretKeyError(f"CONVERSE_SECRET_KEY: {exc}") from None
             else:
                 key_file = env.get("CONVERSE_SECRET_KEY_FILE") or DEFAULT_KEY_FILE
                 key = sec.load_key_file(key_file, create=create_key)
