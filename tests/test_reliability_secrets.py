@@ -39,7 +39,7 @@ def test_servers_refuse_to_start_without_a_readable_key(tmp_path, command, key):
         needle = "cannot read secret key file"
     else:
         env = _env(tmp_path, CONVERSE_SECRET_KEY="not-a-key")
-        needle = "CONVERSE_SECRET_KEY: secret key is not base64url"
+        needle = "CONVERSE_SECRET_KEY: the secret key is not base64url"
     proc = subprocess.run([sys.executable, "-m", "control.cli", *command], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
