@@ -200,6 +200,31 @@ class Playout:
         return bool(self._marks)
 
 
+class Outbox:
+    """What the agent sends into (``await outbox.send(item)``). Audio that arrives while nothing
+    is queued for the downlink goes into the playout from the agent's own task (one task switch
+    less per frame); everything else, and audio behind it, goes through the bounded channel to
+    the downlink task, so the session still sees the agent's output in order."""
+
+    __slots__ = ("_session", "_channel")
+
+    def __init__(self, session: "Session", channel: trio.MemorySendChannel):
+        self._session = session
+        self._channel = channel
+
+    async def send(self, item) -> None:
+        session = self._session
+        if type(item) is bytes and session._queued == 0:
+            await session._audio(item)
+            return
+        session._queued += 1
+        try:
+            await self._channel.send(item)
+        except BaseException:
+            session._queued -= 1
+            raise
+
+
 class Session:
     """One conversation. ``run()`` returns when it is over; ``end(reason)`` ends it from outside."""
 
@@ -213,6 +238,8 @@ class Session:
         self.stats = stats or SessionStats(caller.kind)
         self.inbox = Inbox(limits.agent_queue, self.stats)
         self._out_send, self._out_recv = trio.open_memory_channel(limits.agent_queue)
+        self._queued = 0               # items sent into the channel and not yet fully handled
+        self.outbox = Outbox(self, self._out_send)
         self.playout = Playout(caller.down_frame_bytes, int(limits.max_playout_s * 48000))
         self._audio_lot = trio.lowlevel.ParkingLot()
         self._drained_lot = trio.lowlevel.ParkingLot()
@@ -309,7 +336,7 @@ class Session:
     async def _agent(self) -> None:
         try:
             async with self._out_send:
-                await self.agent.run(self.start, self.inbox, self._out_send)
+                await self.agent.run(self.start, self.inbox, self.outbox)
         except Exception:
             log.exception("session %s: agent connector failed", self.id)
             await self._to_caller(Error(code="agent_error", message="the agent failed"))
@@ -324,41 +351,49 @@ class Session:
 
     # -- agent -> caller ---------------------------------------------------------------------
     async def _downlink(self) -> None:
-        playout, stats = self.playout, self.stats
+        playout = self.playout
         async for item in self._out_recv:
-            if type(item) is bytes:
-                dropped = playout.push(item)
-                if dropped:
-                    stats.dropped_out += -(-dropped // playout.frame_bytes)
-                need = math.inf
-                if not self._pumping:
-                    # Send what is due right here: a frame arriving into an idle pacer goes out
-                    # without waking another task (one task switch less per frame).
-                    try:
-                        need = await self._pump()
-                    except ConnectionClosed:
-                        pass
-                    if self._in_flight:
-                        need = min(need, self._in_flight[0][0])
+            try:
+                if type(item) is bytes:
+                    await self._audio(item)
+                elif isinstance(item, Clear):
+                    await self._clear()
+                elif isinstance(item, Mark):
+                    playout.mark(item.name)
+                    if not playout:
+                        await self._marks_due()
+                elif isinstance(item, End):
+                    await self._drain()
+                    await self.end(item.reason or "agent ended")
                 else:
-                    need = -math.inf
-                # The pacer times the rest; when its timer is already set for the frame now at
-                # the head (the lead is full: new audio queues behind it), waking it would only
-                # make it park again (one task switch less per frame).
-                if self._audio_lot and (playout or self._in_flight) and need < self._pacer_wake:
-                    self._audio_lot.unpark()
-            elif isinstance(item, Clear):
-                await self._clear()
-            elif isinstance(item, Mark):
-                playout.mark(item.name)
-                if not playout:
-                    await self._marks_due()
-            elif isinstance(item, End):
-                await self._drain()
-                await self.end(item.reason or "agent ended")
-            else:
-                await self._to_caller(item)
+                    await self._to_caller(item)
+            finally:
+                self._queued -= 1
         self._downlink_done.set()
+
+    async def _audio(self, data: bytes) -> None:
+        """Agent audio into the playout; send what is due at once, let the pacer time the rest.
+        Runs in the downlink task, or in the agent's own task when nothing is queued (Outbox)."""
+        playout = self.playout
+        dropped = playout.push(data)
+        if dropped:
+            self.stats.dropped_out += -(-dropped // playout.frame_bytes)
+        if self._pumping:
+            need = -math.inf
+        else:
+            # Send what is due right here: a frame arriving into an idle pacer goes out without
+            # waking another task (one task switch less per frame).
+            need = math.inf
+            try:
+                need = await self._pump()
+            except ConnectionClosed:
+                pass
+            if self._in_flight:
+                need = min(need, self._in_flight[0][0])
+        # The pacer times the rest; when its timer is already set for the frame now at the head
+        # (the lead is full: new audio queues behind it), waking it would only make it park again.
+        if self._audio_lot and (playout or self._in_flight) and need < self._pacer_wake:
+            self._audio_lot.unpark()
 
     async def _clear(self) -> None:
         """Barge-in: drop the buffer, tell the caller side to drop what it holds, and return every
