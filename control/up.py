@@ -111,9 +111,11 @@ async def run_up(settings, store, *, host: str, control_port: int, gateway_port:
     def shutdown():
         stop.set()
         gateway.shutdown()
+        directory.close()          # ends the LISTEN task below
 
     async with trio.open_nursery() as nursery:
         await nursery.start(_until_signal, shutdown)
+        await nursery.start(directory.listen)   # PostgreSQL: config changes arrive by NOTIFY
         await nursery.start(gateway.serve, host, gateway_port)
         config = hypercorn_config(host, control_port)
         nursery.start_soon(lambda: hypercorn_serve(app, config, shutdown_trigger=stop.wait))
@@ -165,8 +167,16 @@ async def run_gateway(directory, token_secret: bytes, limits, *, host: str, port
     flow_services.install(server, getattr(directory, "store", None))   # flows (TTS, SMS outbox)
     if getattr(directory, "store", None) is not None:
         activity.attach(server, directory.store)   # finished sessions for the console's Activity
+
+    def shutdown():
+        server.shutdown()
+        if hasattr(directory, "close"):
+            directory.close()      # ends the LISTEN task below
+
     async with trio.open_nursery() as nursery:
-        await nursery.start(_until_signal, server.shutdown)
+        await nursery.start(_until_signal, shutdown)
+        if hasattr(directory, "listen"):          # PostgreSQL: config changes arrive by NOTIFY
+            await nursery.start(directory.listen)
         await nursery.start(functools.partial(server.serve, host, port, reuse_port=reuse_port))
         log.info("gateway on ws://%s:%d (pid %d)", host, server.port, os.getpid())
         task_status.started(server)
