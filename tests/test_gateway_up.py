@@ -153,3 +153,60 @@ async def test_converse_gateway_workers_share_a_port_and_stop_cleanly(tmp_path):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_converse_gateway_on_postgresql_follows_changes_and_stops_cleanly(
+        tmp_path, postgres_admin_url):
+    """A gateway node on PostgreSQL (LISTEN task running): a session works, deactivating its
+    channel elsewhere refuses new handshakes, and SIGTERM still exits 0."""
+    import msgspec
+
+    from control import up
+    from control.config import Settings
+    from control.secrets import generate_key
+    from control.store import open_store, repo
+    from fixtures_control import create_database
+    env = dict(os.environ, DATABASE_URL=create_database(postgres_admin_url),
+               CONVERSE_SECRET_KEY=generate_key(), CONVERSE_LOG_LEVEL="WARNING")
+    store = open_store(Settings.from_env(env))
+    try:
+        seeded = store.run_sync(up.seed, ["http://localhost:8000"])
+        port = _free_port()
+        url = f"ws://127.0.0.1:{port}/ws/agent/{seeded['agent_id']}"
+        origin = {"Origin": "http://localhost:8000"}
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "control.cli", "gateway", "--port", str(port)], env=env,
+            cwd=tmp_path)
+        try:
+            with trio.fail_after(60):
+                while True:
+                    try:
+                        ws = await transport.connect(url, origin, timeout=10)
+                        break
+                    except (OSError, transport.HandshakeError):
+                        await trio.sleep(0.1)          # still starting
+            await ws.send_text(canonical.encode(Text(text="on postgres")))
+            with trio.fail_after(10):
+                assert canonical.decode(await ws.receive()).text == "You said: on postgres"
+            await ws.aclose()
+
+            def deactivate(tx):
+                row = repo.get_channel(tx, seeded["channel_id"])
+                assert repo.update_channel(tx, msgspec.structs.replace(row, status="inactive"))
+            store.run_sync(deactivate)
+            with trio.fail_after(60):
+                while True:
+                    try:
+                        ws = await transport.connect(url, origin, timeout=10)
+                    except transport.HandshakeError as exc:
+                        assert exc.status == 403
+                        break
+                    await ws.aclose()
+                    await trio.sleep(0.05)
+            assert await _stop(proc) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    finally:
+        store.close()
