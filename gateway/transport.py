@@ -87,6 +87,8 @@ class WebSocket:
         self._ready: list = []             # messages parsed but not yet returned by receive()
         self._closed: ConnectionClosed | None = None
         self._rx = 0                       # bumped on every read: the keepalive watches it
+        self._drained = False              # the last read was short: wait before reading again
+        self._burst = 0                    # full reads in a row without a checkpoint
         self.request = request
         self.remote = remote
 
@@ -97,8 +99,29 @@ class WebSocket:
         while not ready:
             if self._closed is not None:
                 raise self._closed
+            sock = self._sock
+            fd = sock.fileno() if sock is not None else -1
             try:
-                data = await self._stream.receive_some(RECEIVE_BYTES)
+                if fd < 0:
+                    data = await self._stream.receive_some(RECEIVE_BYTES)
+                else:
+                    # Plain TCP: read(2) the socket ourselves (Trio's receive_some adds several
+                    # layers per call). After a short read the kernel buffer is most likely
+                    # empty: wait for readiness first instead of paying for an EAGAIN.
+                    if self._drained:
+                        await trio.lowlevel.wait_readable(sock)
+                    elif self._burst >= 16:            # data kept coming: let others run
+                        self._burst = 0
+                        await trio.lowlevel.checkpoint()
+                    try:
+                        data = os.read(fd, RECEIVE_BYTES)
+                    except BlockingIOError:
+                        self._drained = True
+                        continue
+                    except OSError:
+                        data = b""                     # reset by the peer: as if EOF
+                    self._drained = len(data) < RECEIVE_BYTES
+                    self._burst = 0 if self._drained else self._burst + 1
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
                 if self._closed is not None:
