@@ -53,11 +53,12 @@ def _control(args) -> int:
 
 
 def _migrate(args) -> int:
-    from control.store import migrate, open_store
+    from control.store import agent_secrets, migrate, open_store
     settings = _settings()
     store = _store(settings, auto_migrate=False)
     try:
         applied = migrate(store.db)
+        agent_secrets.seal_clear_rows(store.db, store.box)    # the Python half of migration 3
     finally:
         store.close()
     print(f"applied migrations {applied}" if applied else "database schema is up to date")

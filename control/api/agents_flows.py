@@ -15,8 +15,8 @@ from control.api.auth import require_api_key
 from control.api.errors import ApiError, check_string_map, convert, json_response, not_found, validation
 from control.api.routing import operation
 from control.api.state import state
-from control.secrets import mask
-from control.store import repo
+from control.secrets import mask, mask_value
+from control.store import agent_secrets, repo
 from gateway import flows
 
 bp = Blueprint("agents_flows", __name__, url_prefix="/api/v1")
@@ -42,8 +42,28 @@ def _agent_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     return msgspec.to_builtins(typed)
 
 
+def _clear_config(row: repo.AgentRow) -> dict[str, Any]:
+    try:
+        return agent_secrets.clear_config(state().store.box, row)
+    except agent_secrets.DecryptError:
+        raise ApiError(500, "secret_unreadable", f"agent {row.id}'s headers do not decrypt with "
+                       "this node's secret key (was the key rotated without it?)") from None
+
+
+def _keep_stored_headers(kind: str, incoming: dict[str, Any], stored: dict[str, Any]) -> dict:
+    """Headers are write-only: a PATCH config without ``headers`` keeps the stored ones, and a
+    value sent back exactly as GET masked it keeps the stored value (``"headers": {}`` clears)."""
+    old = stored.get("headers") if isinstance(stored.get("headers"), dict) else {}
+    if not old or "headers" not in models.AGENT_CONFIG_TYPES[kind].__struct_fields__:
+        return incoming
+    new = incoming.get("headers", old)
+    if isinstance(new, dict):
+        new = {k: old[k] if k in old and v == mask_value(old[k]) else v for k, v in new.items()}
+    return {**incoming, "headers": new}
+
+
 def _agent_out(row: repo.AgentRow) -> models.AgentOut:
-    config = dict(row.config)
+    config = _clear_config(row)
     if isinstance(config.get("headers"), dict):
         # Headers usually carry the agent server's API key: write-only, like credentials.
         config["headers"] = mask(config["headers"])
@@ -62,8 +82,11 @@ async def _agent(agent_id: str) -> repo.AgentRow:
            prepare=_prepare_agent, responses={201: models.AgentOut, 422: ERR, **COMMON})
 async def create_agent(body: models.AgentCreate):
     now = repo.now_iso()
-    row = repo.AgentRow(id="ag_" + _random.token_hex(8), name=body.name, kind=body.kind,
-                        config=_agent_config(body.kind, body.config), created_at=now, updated_at=now)
+    agent_id = "ag_" + _random.token_hex(8)
+    config, secret = agent_secrets.seal(state().store.box, agent_id,
+                                        _agent_config(body.kind, body.config))
+    row = repo.AgentRow(id=agent_id, name=body.name, kind=body.kind, config=config,
+                        secret_config=secret, created_at=now, updated_at=now)
     await state().store.run(repo.insert_agent, row)
     return json_response(_agent_out(row), 201)
 
@@ -86,15 +109,17 @@ async def get_agent(agent_id: str):
            responses={200: models.AgentOut, 404: ERR, 422: ERR, **COMMON})
 async def patch_agent(agent_id: str, body: models.AgentPatch):
     row = await _agent(agent_id)
+    stored = _clear_config(row)
     kind = row.kind if body.kind is msgspec.UNSET else body.kind
     if body.config is not msgspec.UNSET:
-        config = _agent_config(kind, body.config)
+        config = _agent_config(kind, _keep_stored_headers(kind, body.config, stored))
     elif kind != row.kind:
         config = _agent_config(kind, {})   # changing kind needs that kind's config
     else:
-        config = row.config
+        config = stored
     name = row.name if body.name is msgspec.UNSET else body.name
-    new = msgspec.structs.replace(row, name=name, kind=kind, config=config)
+    public, secret = agent_secrets.seal(state().store.box, row.id, config)
+    new = msgspec.structs.replace(row, name=name, kind=kind, config=public, secret_config=secret)
     saved = await state().store.run(repo.update_agent, new)
     if saved is None:
         raise not_found("agent", agent_id)

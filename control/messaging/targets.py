@@ -63,12 +63,20 @@ async def _agent_turn(store_read, repo, agent_id: str, turn: Turn, deadline: flo
     row = await store_read(repo.get_agent, agent_id)
     if row is None:
         raise AgentTurnError("no_target", f"agent {agent_id} does not exist")
-    info = AgentInfo(id=row.id, name=row.name, kind=row.kind, config=row.config)
+    info = _agent_info(store_read, row)
     replies = await reply_text(info, turn.conversation_id, turn.text, channel_id=turn.channel_id,
                                channel_type=turn.channel_type, caller=turn.remote,
                                history=turn.history, deadline=deadline,
                                variables=turn.state.get("variables"))
     return TurnResult(replies, turn.state)
+
+
+def _agent_info(store_read, row) -> AgentInfo:
+    """The agent with its headers decrypted (they are encrypted at rest). ``store_read`` is
+    ``Store.read``, whose store holds the key."""
+    from control.store.directory import agent_info
+
+    return agent_info(row, store_read.__self__.box)
 
 
 async def _flow_turn(store_read, repo, flow_id: str, turn: Turn, deadline: float) -> TurnResult:

@@ -16,11 +16,14 @@ import trio
 
 from control.secrets import SecretBox
 from control.store import repo
+from control.store import agent_secrets
+from control.store.agent_secrets import agent_aad
 from control.store.db import Database, StoreError, Tx, open_database
 from control.store.migrations import MIGRATIONS, Migration, migrate, pending
 
 __all__ = ["Store", "StoreError", "Tx", "open_store", "repo", "migrate", "pending", "MIGRATIONS",
-           "Migration", "create_api_key", "hash_api_key", "rotate_secrets"]
+           "Migration", "create_api_key", "hash_api_key", "rotate_secrets", "agent_secrets", "agent_aad",
+           "channel_aad"]
 
 T = TypeVar("T")
 
@@ -64,9 +67,11 @@ class Store:
 
 def open_store(settings, *, auto_migrate: bool = True) -> Store:
     db = open_database(settings.database_url)
+    box = SecretBox(settings.secret_key, settings.previous_keys)
     if auto_migrate:
         migrate(db)
-    return Store(db, SecretBox(settings.secret_key, settings.previous_keys))
+        agent_secrets.seal_clear_rows(db, box)    # the Python half of migration 3
+    return Store(db, box)
 
 
 # ----------------------------------------------------------------------------------- API keys
@@ -97,6 +102,7 @@ def rotate_secrets(db: Database, old: SecretBox, new: SecretBox) -> int:
             aad = channel_aad(channel_id)
             repo.set_channel_credentials(tx, channel_id, new.encrypt(old.decrypt(ct, aad), aad))
             done += 1
+        done += agent_secrets.rotate(tx, old, new)
     return done
 
 

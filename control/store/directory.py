@@ -14,7 +14,7 @@ import logging
 
 import trio
 
-from control.store import Store, StoreError, repo
+from control.store import Store, StoreError, agent_secrets, repo
 from control.store.notify import ConfigListener
 from gateway.directory import AgentInfo, ChannelInfo, FlowInfo
 
@@ -41,13 +41,24 @@ def channel_info(row: repo.ChannelRow) -> ChannelInfo:
                        media=dict(row.media), media_key_sha256=row.media_key_sha256)
 
 
-def _load(tx) -> _Snapshot:
+def agent_info(row: repo.AgentRow, box) -> AgentInfo:
+    """With the headers decrypted: the connectors send them to the agent server."""
+    try:
+        config = agent_secrets.clear_config(box, row)
+    except agent_secrets.DecryptError as exc:
+        # One unreadable row must not take every other agent down; the agent server will
+        # refuse the header-less connection, and this says why (no value is logged).
+        log.error("agent %s: its headers do not decrypt (%s); connecting without them", row.id, exc)
+        config = dict(row.config)
+    return AgentInfo(id=row.id, name=row.name, kind=row.kind, config=config)
+
+
+def _load(tx, box) -> _Snapshot:
     version = repo.config_version(tx)
     return _Snapshot(
         version,
         {c.id: channel_info(c) for c in repo.list_channels(tx)},
-        {a.id: AgentInfo(id=a.id, name=a.name, kind=a.kind, config=dict(a.config))
-         for a in repo.list_agents(tx)},
+        {a.id: agent_info(a, box) for a in repo.list_agents(tx)},
         {f.id: FlowInfo(id=f.id, name=f.name, definition=dict(f.definition))
          for f in repo.list_flows(tx)},
     )
@@ -97,7 +108,7 @@ class StoreDirectory:
             # limits bound these reads (SQLite busy_timeout, PostgreSQL statement_timeout).
             version = await self.store.read(repo.config_version)
             if self._snap is None or version != self._snap.version:
-                self._snap = await self.store.read(_load)
+                self._snap = await self.store.read(_load, self.store.box)
                 self.reloads += 1
             self._seen_writes, self._seen_notified = writes, notified
             self._checked_at = trio.current_time()

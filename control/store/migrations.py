@@ -116,6 +116,11 @@ MIGRATIONS: list[Migration] = [
     Migration(2, "messaging: conversations, inbox and outbox (control.messaging.repo)", {
         "sqlite": _messaging_tables("INTEGER PRIMARY KEY AUTOINCREMENT"),
         "postgres": _messaging_tables("BIGSERIAL PRIMARY KEY")}),
+    # Agents' headers move out of ``config`` into this ciphertext. Encrypting the rows already
+    # there needs the secret key, which SQL does not have: open_store (and `converse migrate`)
+    # then run control.store.agent_secrets.seal_clear_rows.
+    Migration(3, "agents.secret_config: encrypted agent headers", [
+        "ALTER TABLE agents ADD COLUMN secret_config TEXT"]),
 ]
 
 _CREATE_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -44,7 +44,8 @@ class AgentRow(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     name: str
     kind: str
-    config: dict = {}
+    config: dict = {}                         # never holds headers (control.store.agent_secrets)
+    secret_config: str | None = None          # ciphertext of the secret part (headers), or None
     created_at: str = ""
     updated_at: str = ""
 
@@ -196,10 +197,27 @@ def list_agents(tx: Tx) -> list[AgentRow]:
 
 
 def update_agent(tx: Tx, row: AgentRow) -> AgentRow:
-    tx.execute("UPDATE agents SET name = ?, kind = ?, config = ?, updated_at = ? WHERE id = ?",
-               (row.name, row.kind, msgspec.json.encode(row.config).decode(), now_iso(), row.id))
+    tx.execute("UPDATE agents SET name = ?, kind = ?, config = ?, secret_config = ?, updated_at = ? "
+               "WHERE id = ?", (row.name, row.kind, msgspec.json.encode(row.config).decode(),
+                                row.secret_config, now_iso(), row.id))
     bump_config_version(tx)
     return get_agent(tx, row.id)
+
+
+def all_agent_secrets(tx: Tx) -> list[tuple[str, str]]:
+    return [(r["id"], r["secret_config"]) for r in tx.execute(
+        "SELECT id, secret_config FROM agents WHERE secret_config IS NOT NULL ORDER BY id")]
+
+
+def set_agent_secret(tx: Tx, agent_id: str, ciphertext: str | None, *,
+                     config: dict | None = None) -> None:
+    # Re-encryption (and moving clear headers into the ciphertext) changes no effective
+    # configuration: no version bump, no directory reload.
+    if config is None:
+        tx.execute("UPDATE agents SET secret_config = ? WHERE id = ?", (ciphertext, agent_id))
+    else:
+        tx.execute("UPDATE agents SET secret_config = ?, config = ? WHERE id = ?",
+                   (ciphertext, msgspec.json.encode(config).decode(), agent_id))
 
 
 def insert_flow(tx: Tx, row: FlowRow) -> None:
