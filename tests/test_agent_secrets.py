@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pathlib
 
+import h11
 import pytest
+import trio
 
 from control.config import Settings, sqlite_path
 from control.secrets import DecryptError, SecretBox, generate_key, mask_value, parse_key
@@ -190,3 +192,46 @@ def test_upgrade_seals_headers_stored_in_clear(database_url):
         assert agent_secrets.seal_clear_rows(db, SecretBox(key)) == 0    # nothing left in clear
     finally:
         db.close()
+
+
+# ------------------------------------------------------------------- messaging (text channels)
+async def _header_recording_http_agent(seen: list, task_status=trio.TASK_STATUS_IGNORED):
+    """A real HTTP/1.1 text agent on 127.0.0.1 that records each request's Authorization."""
+    async def handle(stream):
+        conn = h11.Connection(h11.SERVER)
+        with trio.move_on_after(10):
+            while (event := conn.next_event()) is not h11.PAUSED:
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await stream.receive_some(65536))
+                elif isinstance(event, h11.Request):
+                    seen.append(dict(event.headers).get(b"authorization", b"").decode())
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+            reply = b'{"text": "hi"}'
+            await stream.send_all(conn.send(h11.Response(status_code=200, headers=[
+                (b"content-type", b"application/json"), (b"content-length", b"%d" % len(reply))])))
+            await stream.send_all(conn.send(h11.Data(data=reply)) + conn.send(h11.EndOfMessage()))
+        await stream.aclose()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(handle, listeners)
+
+
+async def test_a_text_channel_turn_sends_the_decrypted_header(database_url, nursery):
+    from control.messaging.targets import Turn, run_turn
+
+    seen: list[str] = []
+    port = await nursery.start(_header_recording_http_agent, seen)
+    store = open_store(_settings(database_url))
+    try:
+        _insert(store, "ag_http", {"url": f"http://127.0.0.1:{port}/chat",
+                                   "headers": {"Authorization": SECRET}}, kind="http")
+        channel = repo.ChannelRow(id="ch_wa", name="w", type="whatsapp", provider="meta",
+                                  agent_id="ag_http")
+        turn = Turn(conversation_id="cv_1", channel_id="ch_wa", channel_type="whatsapp",
+                    provider="meta", remote="+14155550100", text="hello")
+        result = await run_turn(store.read, channel, turn, deadline=30)
+        assert result.replies == ["hi"] and seen == [SECRET]
+    finally:
+        store.close()
