@@ -235,3 +235,34 @@ async def test_a_text_channel_turn_sends_the_decrypted_header(database_url, nurs
         assert result.replies == ["hi"] and seen == [SECRET]
     finally:
         store.close()
+
+
+def test_converse_secrets_rotate_re_encrypts_agent_headers(tmp_path):
+    """The operator's command end to end: key file replaced, agent headers under the new key."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from control.secrets import load_key_file
+
+    key_file = tmp_path / "secret.key"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVERSE_", "DATABASE_URL"))}
+    env.update(PYTHONPATH=str(ROOT), DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}",
+               CONVERSE_SECRET_KEY_FILE=str(key_file))
+    store = open_store(Settings.from_env(env))
+    try:
+        _insert(store, "ag_1", {"url": "ws://a/", "headers": {"Authorization": SECRET}})
+    finally:
+        store.close()
+    old_key = load_key_file(key_file, create=False)
+    proc = subprocess.run([sys.executable, "-m", "control.cli", "secrets", "rotate"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "re-encrypted 1 secret" in proc.stdout, proc.stderr
+    new_key = load_key_file(key_file, create=False)
+    [row] = _raw_rows(env["DATABASE_URL"])
+    assert SecretBox(new_key).decrypt_json(row["secret_config"], agent_aad("ag_1")) == {
+        "headers": {"Authorization": SECRET}}
+    with pytest.raises(DecryptError):
+        SecretBox(old_key).decrypt(row["secret_config"], agent_aad("ag_1"))
+    assert SECRET not in proc.stdout + proc.stderr
