@@ -54,7 +54,8 @@ def _insert(store, agent_id: str, config: dict, kind: str = "websocket") -> None
 # ------------------------------------------------------------------------------ over the API
 def test_api_stores_ciphertext_masks_and_keeps_headers(control_server):
     api = control_server.client()
-    config = {"url": "wss://agent.example/ws", "headers": {"Authorization": SECRET, "X-Team": "ops"}}
+    config = {"url": "wss://agent.example/ws",
+              "headers": {"Authorization": SECRET, "X-Team": "ops"}}
     r = api.post("/api/v1/agents", json={"name": "sealed", "kind": "websocket", "config": config})
     assert r.status_code == 201, r.text
     agent = r.json()
@@ -73,8 +74,8 @@ def test_api_stores_ciphertext_masks_and_keeps_headers(control_server):
     assert api.patch(path, json={"name": "renamed"}).status_code == 200
     r = api.patch(path, json={"config": {"url": "wss://agent.example/v2"}})
     assert r.status_code == 200 and r.json()["config"]["headers"] == agent["config"]["headers"]
-    r = api.patch(path, json={"config": {"url": "wss://agent.example/v2",
-                                         "headers": {**r.json()["config"]["headers"], "X-Team": "dev"}}})
+    echoed = {**r.json()["config"]["headers"], "X-Team": "dev"}
+    r = api.patch(path, json={"config": {"url": "wss://agent.example/v2", "headers": echoed}})
     assert r.status_code == 200 and SECRET not in r.text
     store = open_store(control_server.settings, auto_migrate=False)
     try:
@@ -109,7 +110,8 @@ async def test_directory_decrypts_and_the_agent_receives_the_header(database_url
 
     store = open_store(_settings(database_url))
     try:
-        _insert(store, "ag_ext", {"url": f"ws://127.0.0.1:{port}/", "headers": {"Authorization": SECRET}})
+        _insert(store, "ag_ext", {"url": f"ws://127.0.0.1:{port}/",
+                                  "headers": {"Authorization": SECRET}})
         now = repo.now_iso()
         store.run_sync(repo.insert_channel, repo.ChannelRow(
             id="web-ext", name="w", type="web", status="active", agent_id="ag_ext",

@@ -1,9 +1,9 @@
 """Agents' secret configuration (``config.headers``: usually the agent server's API key), encrypted
 at rest like provider credentials.
 
-The ``agents`` row keeps the non-secret part of the config in ``config`` and the secret part as one
-:class:`~control.secrets.SecretBox` ciphertext in ``secret_config`` (migration 3), bound to the row by
-:func:`agent_aad`. Writers :func:`seal` a full config into those two columns; readers that need the
+The ``agents`` row keeps the non-secret part of the config in ``config`` and the secret part as
+one :class:`~control.secrets.SecretBox` ciphertext in ``secret_config`` (migration 3), bound to
+the row by :func:`agent_aad`. Writers :func:`seal` a full config into those two columns; readers that need the
 headers (the gateway's directory, the messaging worker, the masked API view) :func:`clear_config`.
 Nothing here logs a value.
 """
@@ -48,7 +48,8 @@ def clear_config(box: SecretBox, row: repo.AgentRow) -> dict:
 
 # -------------------------------------------------------------------- upgrade and key rotation
 def _rows_with_clear_secrets(tx: Tx) -> list[repo.AgentRow]:
-    return [a for a in repo.list_agents(tx) if any(a.config.get(k) is not None for k in SECRET_KEYS)]
+    return [a for a in repo.list_agents(tx)
+            if any(a.config.get(k) is not None for k in SECRET_KEYS)]
 
 
 def _seal_rows(tx: Tx, box: SecretBox) -> int:
