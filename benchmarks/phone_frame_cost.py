@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import pathlib
 import pstats
 import statistics
 import subprocess
@@ -37,13 +38,29 @@ def _with_agent(fn):
         agent.wait(5)
 
 
-def cpu_per_pair(calls: int, seconds: float, repeat: int) -> list[float]:
+def _split_ticks(pid: int, seen: list) -> int:
+    """phone_calls' utime + stime reader, also keeping the kernel's share (stime) aside."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    seen.append((int(fields[11]), int(fields[12])))
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_per_pair(calls: int, seconds: float, repeat: int) -> tuple[list[float], list[float]]:
+    """(µs per frame pair, kernel share of it) for each run."""
     def run(agent_port):
-        out = []
+        out, kernel = [], []
+        reader = pc._cpu_ticks
         for _ in range(repeat):
-            r = pc.measure(pc.SERVERS[0], calls, seconds, agent_port)
+            seen: list = []
+            pc._cpu_ticks = lambda pid: _split_ticks(pid, seen)
+            try:
+                r = pc.measure(pc.SERVERS[0], calls, seconds, agent_port)
+            finally:
+                pc._cpu_ticks = reader
+            (u0, s0), (u1, s1) = seen[0], seen[-1]
             out.append(r["cpu_us_per_frame"])
-        return out
+            kernel.append(round((s1 - s0) / max(1, (u1 - u0) + (s1 - s0)), 2))
+        return out, kernel
     return _with_agent(run)
 
 
@@ -73,10 +90,10 @@ def main(argv=None) -> int:
     if args.top:
         for n, name in rows:
             print(f"  {n:6.2f}  {name}")
-    cpu = cpu_per_pair(args.calls, args.seconds, args.repeat)
+    cpu, kernel = cpu_per_pair(args.calls, args.seconds, args.repeat)
     med = statistics.median(cpu)
     print(f"CPU us per frame pair: median {med:.0f} of {cpu} (load {os.getloadavg()[0]:.1f})"
-          f" => ~{1e6 / (50 * med):.0f} calls per core")
+          f" => ~{1e6 / (50 * med):.0f} calls per core; kernel (system time) share {kernel}")
     return 0
 
 
