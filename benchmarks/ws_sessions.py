@@ -215,7 +215,7 @@ def main(argv=None) -> int:
         _pin(0)
         try:
             trio.run(SERVE[args.serve], args.port)
-        except KeyboardInterrupt:
+        except* KeyboardInterrupt:      # how the driver stops a server (may arrive in a group)
             pass
         return 0
     _pin(1)

@@ -405,8 +405,9 @@ def _ratios(results: list[dict]) -> list[str]:
         if base and kind != "trio-websocket" and r["cpu_pct"] and base["p99_ms"]:
             per_frame = (r["cpu_us_per_frame"] / base["cpu_us_per_frame"]
                          if r["cpu_us_per_frame"] and base["cpu_us_per_frame"] else float("nan"))
+            p99 = f"{r['p99_ms'] / base['p99_ms']:.2f}x" if r["p99_ms"] else "n/a (nothing echoed)"
             lines.append(f"N={conns}: {kind}: {per_frame:.2f}x the CPU per frame of trio-websocket, "
-                         f"p99 {r['p99_ms'] / base['p99_ms']:.2f}x")
+                         f"p99 {p99}")
     return lines
 
 
@@ -424,7 +425,7 @@ def main(argv=None) -> int:
         _pin(0)
         try:
             trio.run(SERVE[args.serve], args.port)
-        except KeyboardInterrupt:
+        except* KeyboardInterrupt:      # how the driver stops a server (may arrive in a group)
             pass
         return 0
     seconds = args.seconds or (2.0 if args.short else 10.0)
