@@ -32,7 +32,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidStatus, InvalidURI
 from websockets.frames import Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.frames import apply_mask      # the C speedup when built
+from websockets.protocol import Side, State
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
@@ -47,6 +48,7 @@ _wire_log.setLevel(logging.INFO)
 RECEIVE_BYTES = 65536
 _TEXT, _BINARY, _CONT, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.CLOSE
 _OPEN, _CLOSED = State.OPEN, State.CLOSED
+_SERVER = Side.SERVER
 NOT_SENT, SENT, PENDING = 0, 1, 2        # WebSocket.try_send_binary results
 
 
@@ -129,7 +131,11 @@ class WebSocket:
             self._rx += 1
             proto = self._proto
             if data:
-                proto.receive_data(data)
+                if (proto.state is _OPEN and proto.current_size is None and not proto.extensions
+                        and not proto.reader.buffer):
+                    data = self._simple_frames(data)      # b"" if it failed the connection
+                if data:
+                    proto.receive_data(data)
             else:
                 proto.receive_eof()
             events = proto.events_received()
@@ -140,6 +146,50 @@ class WebSocket:
             if self._closed is None and (proto.parser_exc is not None or proto.state is _CLOSED):
                 self._closed = self._close_state()
         return ready.pop(0)
+
+    def _simple_frames(self, data: bytes) -> bytes:
+        """Deliver the complete, unfragmented text/binary frames at the start of ``data`` without
+        the protocol's generator parser (a frame pair's commonest work); return the rest, from
+        the first frame that is anything else (control, fragment, RSV bits, wrong masking, over
+        the size limit, cut short), for the protocol to parse. Only called at a frame boundary
+        (nothing buffered in the protocol) of an open, unfragmented, extension-free stream."""
+        masked = self._proto.side is _SERVER          # a server reads masked frames only
+        proto = self._proto
+        max_size = proto.max_message_size                # as the protocol's parser bounds it
+        if proto.max_fragment_size is not None:
+            max_size = (proto.max_fragment_size if max_size is None
+                        else min(max_size, proto.max_fragment_size))
+        i, n = 0, len(data)
+        while n - i >= 2:
+            b0, b1 = data[i], data[i + 1]
+            if (b0 != 0x82 and b0 != 0x81) or (b1 >= 0x80) is not masked:
+                break
+            length = b1 & 0x7F
+            j = i + 2
+            if length == 126:
+                if n - j < 2:
+                    break
+                length = (data[j] << 8) | data[j + 1]
+                j += 2
+            elif length == 127:
+                break
+            if max_size is not None and length > max_size:
+                break
+            if masked:
+                if n - j < 4 + length:
+                    break
+                payload = apply_mask(data[j + 4:j + 4 + length], data[j:j + 4])
+                j += 4 + length
+            else:
+                if n - j < length:
+                    break
+                payload = data[j:j + length]
+                j += length
+            self._deliver(payload, b0 == 0x81)
+            if self._closed is not None:             # invalid UTF-8: the connection failed
+                return b""
+            i = j
+        return data[i:] if i else data
 
     def _handle_frames(self, frames) -> None:
         for frame in frames:

@@ -71,3 +71,72 @@ def test_inbox_direct_only_with_nothing_queued():
     inbox._items.clear(), inbox._times.clear()
     inbox.put(b"\x04\x00", 0.0)                 # refused: queued as usual
     assert len(inbox) == 1 and inbox._items[0] == b"\x04\x00"
+
+
+async def test_simple_frame_reader_matches_the_protocol_parser():
+    """The transport's own reader for plain frames delivers exactly what ``websockets`` would,
+    whatever the mix (pings, fragments, RSV/oversize falling back) and however TCP cuts it."""
+    import random
+    import socket
+
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+
+    rng = random.Random(5)
+    for case in range(150):
+        frames, expected = [], []
+        for _ in range(rng.randint(1, 12)):
+            kind = rng.random()
+            size = rng.choice([0, 1, 125, 126, 300, 640, 65535, 70000]) if kind < 0.1 else \
+                rng.randint(0, 700)
+            payload = rng.randbytes(size)
+            if kind < 0.55:
+                frames.append(Frame(Opcode.BINARY, payload))
+                expected.append(payload)
+            elif kind < 0.8:
+                text = "".join(rng.choice("aé€z{}") for _ in range(size // 3))
+                frames.append(Frame(Opcode.TEXT, text.encode()))
+                expected.append(text)
+            elif kind < 0.9:
+                frames.append(Frame(Opcode.PING, payload[:100]))
+            else:                                  # a fragmented binary message
+                cut = len(payload) // 2
+                frames.append(Frame(Opcode.BINARY, payload[:cut], fin=False))
+                frames.append(Frame(Opcode.CONT, payload[cut:]))
+                expected.append(payload)
+        wire = b"".join(f.serialize(mask=True) for f in frames)
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(a))
+        proto = ServerProtocol(max_size=64 * 1024)
+        proto.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                           b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        proto.send_response(proto.accept(proto.events_received()[0]))
+        proto.data_to_send()
+        assert proto.state is State.OPEN
+        ws = transport.WebSocket(stream, proto, Limits())
+        got = []
+        async with trio.open_nursery() as nursery:
+            async def writer():
+                i = 0
+                while i < len(wire):
+                    step = rng.choice([1, 2, 7, 100, 700, 5000, len(wire)])
+                    b.sendall(wire[i:i + step])
+                    i += step
+                    await trio.sleep(0)
+                b.shutdown(socket.SHUT_WR)
+            nursery.start_soon(writer)
+            with trio.fail_after(30):
+                try:
+                    while True:
+                        got.append(await ws.receive())
+                except transport.ConnectionClosed:
+                    pass
+        a.close(), b.close()
+        oversized = [m for m in expected if len(m) > 64 * 1024]
+        if oversized:                      # the protocol refuses it (1009): a prefix arrives
+            assert got == expected[:len(got)] and ws.closed.code == 1009, case
+        else:
+            assert got == expected, (case, ws.closed, len(got))
