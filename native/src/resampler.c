@@ -122,6 +122,16 @@ AVX2 static inline __m256 clamp16(__m256 v)
     return _mm256_max_ps(_mm256_min_ps(v, _mm256_set1_ps(32767.0f)), _mm256_set1_ps(-32768.0f));
 }
 
+/* The eight accumulators' horizontal sums, saturated and rounded to eight int16 in order. */
+AVX2 static inline __m128i sum8_to_i16(const __m256 a[8])
+{
+    __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+    __m256i i32 = _mm256_cvtps_epi32(clamp16(s));
+    return _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+}
+
 AVX2 static inline void dot8_avx2(const float *const c[8], const float *const x[8], int T, int16_t *out)
 {
     __m256 a[8];
@@ -129,11 +139,7 @@ AVX2 static inline void dot8_avx2(const float *const c[8], const float *const x[
     for (int u = 0; u < T; u += VEC)
         for (int k = 0; k < 8; k++)
             a[k] = _mm256_fmadd_ps(_mm256_load_ps(c[k] + u), _mm256_loadu_ps(x[k] + u), a[k]);
-    __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-    __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
-    __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
-    __m256i i32 = _mm256_cvtps_epi32(clamp16(s));
-    __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    __m128i i16 = sum8_to_i16(a);
     _mm_storeu_si128((__m128i *)(void *)out, i16);
 }
 
@@ -147,11 +153,7 @@ AVX2 static inline void dot8_one_phase_avx2(const float *c, const float *const x
         __m256 cv = _mm256_load_ps(c + u);
         for (int k = 0; k < 8; k++) a[k] = _mm256_fmadd_ps(cv, _mm256_loadu_ps(x[k] + u), a[k]);
     }
-    __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-    __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
-    __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
-    __m256i i32 = _mm256_cvtps_epi32(clamp16(s));
-    __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    __m128i i16 = sum8_to_i16(a);
     _mm_storeu_si128((__m128i *)(void *)out, i16);
 }
 
@@ -169,11 +171,7 @@ AVX2 static inline void dot8_up2_avx2(const float *ph, const float *x, int T, in
             a[2 * k + 1] = _mm256_fmadd_ps(c1, xv, a[2 * k + 1]);
         }
     }
-    __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-    __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
-    __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
-    __m256i i32 = _mm256_cvtps_epi32(clamp16(s));
-    __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    __m128i i16 = sum8_to_i16(a);
     _mm_storeu_si128((__m128i *)(void *)out, i16);
 }
 
@@ -194,11 +192,7 @@ AVX2 static inline void dot6_up3by2_avx2(const float *ph, const float *x, int T,
         a[4] = _mm256_fmadd_ps(c2, x2, a[4]);
         a[5] = _mm256_fmadd_ps(c1, x3, a[5]);
     }
-    __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-    __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
-    __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
-    __m256i i32 = _mm256_cvtps_epi32(clamp16(s));
-    __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    __m128i i16 = sum8_to_i16(a);
     int16_t tmp[8];
     _mm_storeu_si128((__m128i *)(void *)tmp, i16);
     memcpy(out, tmp, 6 * sizeof *out);
@@ -217,11 +211,7 @@ AVX2 static inline void dot8_two_phase_avx2(const float *ph, const float *const 
             a[k + 1] = _mm256_fmadd_ps(c1, _mm256_loadu_ps(x[k + 1] + u), a[k + 1]);
         }
     }
-    __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-    __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
-    __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
-    __m256i i32 = _mm256_cvtps_epi32(clamp16(s));
-    __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    __m128i i16 = sum8_to_i16(a);
     _mm_storeu_si128((__m128i *)(void *)out, i16);
 }
 
