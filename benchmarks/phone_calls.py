@@ -337,18 +337,14 @@ def measure(kind: str, calls: int, seconds: float, agent_port: int, workers: int
 
 
 def _metrics(port: int) -> dict:
-    """The gateway's own counters (GET /metrics on its port; with workers, whichever answers).
-    Raw socket: the gateway's plain-HTTP answer repeats Content-Length, which httpx refuses."""
+    """The gateway's own counters (GET /metrics on its port; with workers, whichever answers)."""
+    import httpx
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-    except OSError:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
         return {}
     out, buckets = {}, []
-    for line in data.partition(b"\r\n\r\n")[2].decode().splitlines():
+    for line in text.splitlines():
         name, _, value = line.partition(" ")
         if name.startswith("converse_added_latency_seconds_bucket"):
             le = name.partition('le="')[2].partition('"')[0]
