@@ -147,3 +147,29 @@ async def test_simple_frame_reader_matches_the_protocol_parser():
             assert got == expected[:len(got)] and ws.closed.code == 1009, case
         else:
             assert got == expected, (case, ws.closed, len(got))
+
+
+def test_render_frame_is_what_the_protocol_parses():
+    """Our own frame rendering (the send fast path) against websockets' frame parser: masked
+    (client) and unmasked (server), every length encoding, text and binary; client masks are
+    fresh for every frame."""
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    for masked in (True, False):
+        for n in (0, 1, 125, 126, 640, 65535, 65536, 70000):
+            for first, opcode in ((0x81, Opcode.TEXT), (0x82, Opcode.BINARY)):
+                payload = (b"a1" * (n // 2 + 1))[:n]
+                wire = transport.render_frame(first, payload, masked)
+                reader = StreamReader()
+                reader.feed_data(wire)
+                parser = Frame.parse(reader.read_exact, mask=masked, max_size=None)
+                try:
+                    next(parser)
+                    raise AssertionError("the parser wants more bytes than the frame has")
+                except StopIteration as done:
+                    frame = done.value
+                assert (frame.opcode, frame.fin, bytes(frame.data)) == (opcode, True, payload)
+                assert not reader.buffer                       # nothing left over
+    keys = {transport.render_frame(0x82, b"x" * 8, True)[2:6] for _ in range(2000)}
+    assert len(keys) > 1990          # 32-bit random keys: a repeat in 2,000 is rare, none expected
