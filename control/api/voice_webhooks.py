@@ -7,7 +7,8 @@ Registered on import (``control.api`` imports this module) for ``(twilio|plivo|e
   field received; answer TwiML (SDK) ``<Connect><Stream url="wss://GW/media/twilio/{channel}">``
   with ``<Parameter>``s: a short-lived stream token bound to the call, and From/To/CallSid.
 * Plivo: ``X-Plivo-Signature-V3`` + nonce checked with the SDK (``validate_v3_signature``); a nonce
-  seen within :data:`NONCE_WINDOW_S` is a replay (403). Answer Plivo XML (SDK)
+  seen within :data:`NONCE_WINDOW_S` by ANY control node is a replay (403): the window lives in
+  the store (:mod:`control.store.nonces`), claimed once the signature checks. Answer Plivo XML (SDK)
   ``<Stream bidirectional keepCallAlive contentType="audio/x-mulaw;rate=8000">wss://…</Stream>``
   with the token (escaped to alphanumerics) and the numbers in ``extraHeaders``.
 * Exotel (no signature scheme): the Voicebot applet's URL is this endpoint with the channel's
@@ -22,7 +23,6 @@ signature is a 403, logged with the channel id only.
 from __future__ import annotations
 
 import logging
-import time
 import urllib.parse
 
 from quart import Response, request
@@ -31,13 +31,13 @@ from control.api.metrics import WEBHOOKS
 from control.api.webhooks import (
     WebhookContext, register_unknown_channel_answer, register_webhook_handler,
 )
+from control.store import nonces
 from gateway import streamauth
 
 log = logging.getLogger("converse.webhooks.voice")
 
 NOT_IN_SERVICE = "Sorry, this number is not in service. Goodbye."
 NONCE_WINDOW_S = 600.0
-MAX_NONCES = 100_000
 _XML = "application/xml"
 
 
@@ -100,31 +100,6 @@ async def twilio_voice(ctx: WebhookContext):
 
 
 # -- Plivo ----------------------------------------------------------------------------------------
-class NonceWindow:
-    """Nonces seen in the last ``window`` seconds (bounded): a repeat is a replayed request."""
-
-    def __init__(self, window: float = NONCE_WINDOW_S, max_entries: int = MAX_NONCES):
-        self.window = window
-        self.max_entries = max_entries
-        self._seen: dict[str, float] = {}
-
-    def fresh(self, nonce: str, now: float) -> bool:
-        seen = self._seen
-        if len(seen) >= self.max_entries:
-            cutoff = now - self.window
-            self._seen = seen = {k: t for k, t in seen.items() if t >= cutoff}
-            while len(seen) >= self.max_entries:
-                del seen[next(iter(seen))]
-        last = seen.get(nonce)
-        if last is not None and now - last < self.window:
-            return False
-        seen[nonce] = now
-        return True
-
-
-PLIVO_NONCES = NonceWindow()
-
-
 def _alnum(value: str, limit: int = 32) -> str:
     return "".join(c for c in value if c.isascii() and c.isalnum())[:limit]
 
@@ -140,6 +115,8 @@ async def plivo_signature_problem(ctx: WebhookContext) -> str | None:
     nonce = request.headers.get("X-Plivo-Signature-V3-Nonce", "")
     if not token or not signature or not nonce:
         return "missing signature or nonce" if token else "no auth token"
+    if not nonces.acceptable(nonce):
+        return "malformed nonce"        # over 256 characters, or control characters
     params = {k: (v if len(v) > 1 else v[0]) for k, v in form.lists()}
     try:
         ok = validate_v3_signature(request.method, _signed_url(ctx), nonce, token, signature,
@@ -148,7 +125,10 @@ async def plivo_signature_problem(ctx: WebhookContext) -> str | None:
         ok = False
     if not ok:
         return "bad X-Plivo-Signature-V3"
-    if not PLIVO_NONCES.fresh(nonce, time.monotonic()):
+    # Only now, signature checked, does the request reach the database: one atomic claim shared
+    # by every node on this store (a replay sent to another node is refused there too).
+    if not await ctx.store.run(nonces.claim_nonce, "plivo", nonce, nonces.now_ms(),
+                               int(NONCE_WINDOW_S * 1000)):
         return "replayed nonce"
     return None
 

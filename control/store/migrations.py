@@ -121,6 +121,17 @@ MIGRATIONS: list[Migration] = [
     # then run control.store.agent_secrets.seal_clear_rows.
     Migration(3, "agents.secret_config: encrypted agent headers", [
         "ALTER TABLE agents ADD COLUMN secret_config TEXT"]),
+    # Webhook nonces seen recently (Plivo's X-Plivo-Signature-V3-Nonce), shared by every control
+    # node so a replay sent to another node is refused too (control.store.nonces). Rows older than
+    # the window are pruned as new ones arrive, oldest first: hence the index on the time.
+    Migration(4, "webhook_nonces: the replay window shared by every node", [
+        """CREATE TABLE webhook_nonces (
+            provider TEXT NOT NULL,
+            nonce TEXT NOT NULL,
+            seen_at_ms BIGINT NOT NULL,
+            PRIMARY KEY (provider, nonce))""",
+        "CREATE INDEX webhook_nonces_seen_at ON webhook_nonces(seen_at_ms)",
+    ]),
 ]
 
 _CREATE_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
