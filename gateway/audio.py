@@ -502,7 +502,8 @@ class Transcoder(_Native):
     """
 
     __slots__ = ("in_codec", "in_rate", "out_codec", "out_rate", "_in_bps", "_out_bps", "_num", "_den",
-                 "_out", "_chars", "_view", "_cap", "_len", "_in_formats")
+                 "_out", "_chars", "_view", "_cap", "_len", "_in_formats", "_fill", "_fill_view",
+                 "_fill_cap", "tally")
 
     def __init__(self, in_codec: str, in_rate: int, out_codec: str, out_rate: int, *, low_delay: bool = False):
         self._st = None
@@ -518,6 +519,10 @@ class Transcoder(_Native):
         self._len = ffi.new("size_t *")
         self._in_formats = _PCM_FORMATS if self._in_bps == 2 else _BYTE_FORMATS
         self._grow(2 * self.out_rate // 10 * self._out_bps)  # 200 ms of output, base64-expanded
+        self._fill_cap = 0
+        # process_b64_fill's counts for its last call: (late or duplicate frames dropped, gaps
+        # filled, concealment frames written); all zero on the common path
+        self.tally = ffi.new("uint32_t[3]")
 
     @classmethod
     def inbound(cls, codec: str = "ulaw", rate: int = 8000, out_rate: int = 16000, *,
@@ -579,6 +584,47 @@ class Transcoder(_Native):
             raise ValueError("payload: decoded PCM16 has an odd number of bytes")
         _check(rc)
         return self._view[:length[0]]
+
+    def process_b64_fill(self, payload: Union[str, bytes], jitter: "JitterBuffer", seq: int,
+                         per_chunk: bool = False) -> bytes:
+        """``process_b64`` and then ``jitter``'s zero-delay gap filling, in one native call (the
+        inbound phone step). When the PCM is a whole number of ``jitter.frame_bytes`` frames they
+        are put as ``seq``, ``seq + 1``, ... (with ``per_chunk``, ``seq`` counts chunks of this many
+        frames) and the buffer drained, exactly as ``put()`` then ``drain()`` per frame would: the
+        result is the concealment for a gap in front of each frame, then the frame; nothing for a
+        late or duplicate one. Other PCM comes back as it is. ``tally`` then holds (late or
+        duplicate, gaps filled, concealment frames). ``jitter`` must be in zero-delay mode."""
+        st = self._state()
+        if type(payload) is str:
+            try:
+                payload = payload.encode("ascii")
+            except UnicodeEncodeError:
+                raise ValueError("payload: base64 must be ASCII") from None
+        elif not isinstance(payload, bytes):
+            raise TypeError(f"payload: expected str or bytes, got {type(payload).__name__}")
+        if seq < 0:
+            raise ValueError(f"seq must be >= 0, got {seq}")
+        n = len(payload)
+        scratch = self._room(n * 3 // 4 + 2)
+        need = scratch + jitter.frame_bytes * jitter.max_gap
+        if need > self._fill_cap:
+            self._fill_cap = need
+            self._fill = ffi.new("uint8_t[]", need)
+            self._fill_view = ffi.buffer(self._fill)
+        length = self._len
+        length[0] = self._fill_cap
+        rc = lib.cvg_transcoder_process_b64_fill(st, payload, n, jitter._state(), seq & 0xFFFFFFFF,
+                                                 per_chunk, self._out, scratch, self._fill, length,
+                                                 self.tally)
+        if rc != lib.CVG_OK:
+            if rc == lib.CVG_ERR_ARG and jitter.max_delay:
+                raise ValueError("jitter: gap filling needs the zero-delay mode (max_delay=0)")
+            if rc == lib.CVG_ERR_ARG:
+                raise ValueError("payload: invalid base64")
+            if rc == lib.CVG_ERR_LENGTH:
+                raise ValueError("payload: decoded PCM16 has an odd number of bytes")
+            _check(rc)
+        return self._fill_view[:length[0]]
 
     def process_to_b64(self, data: BytesLike) -> str:
         st = self._state()

@@ -54,41 +54,39 @@ def transcoders(conn: MediaStreamConnection) -> tuple[Transcoder, Transcoder]:
 class GapFiller:
     """Keeps the agent's audio timeline aligned with the call: numbers each 20 ms frame from the
     provider's timestamp (or chunk counter) and lets the native jitter buffer (zero target delay)
-    insert concealment for missing frames. Frames of other sizes pass through untouched."""
+    insert concealment for missing frames. Decoding, transcoding and gap filling are one native
+    call per message. Audio that is not whole frames passes through untouched."""
 
-    def __init__(self, stats: SessionStats):
+    def __init__(self, stats: SessionStats, transcoder: Transcoder):
         # a jump over 2 s is a resync, not 2 s of invented audio (a provider whose timestamps
         # we misread must not flood the agent with concealment)
         self.jb = JitterBuffer(UP_FRAME_BYTES, capacity=64, min_delay=0, max_delay=0, max_gap=100)
         self.stats = stats
+        self.transcoder = transcoder
 
-    def frames(self, pcm: bytes, media: MediaReceived) -> list[bytes]:
-        n = len(pcm) // UP_FRAME_BYTES
-        if media.timestamp is not None:
-            first = JitterBuffer.seq_from_ms(media.timestamp, FRAME_MS)
+    def frames(self, media: MediaReceived) -> list[bytes]:
+        """The agent's frames for one provider media message (ValueError: bad payload)."""
+        tc = self.transcoder
+        ts = media.timestamp
+        if ts is not None:
+            # the nearest frame (as JitterBuffer.seq_from_ms): a timestamp wobbling by a few ms
+            # is still the same frame
+            pcm = tc.process_b64_fill(media.payload, self.jb, (ts + FRAME_MS // 2) // FRAME_MS)
         elif media.chunk is not None:
-            first = media.chunk * max(n, 1)
+            pcm = tc.process_b64_fill(media.payload, self.jb, media.chunk, True)
         else:
+            pcm = tc.process_b64(media.payload)
+            return [pcm] if pcm else []
+        tally = tc.tally
+        if tally[0] or tally[1] or tally[2]:
+            stats = self.stats
+            stats.late_in += tally[0]
+            stats.gaps_in += tally[1]
+            stats.concealed_frames += tally[2]
+        n = len(pcm)
+        if n == UP_FRAME_BYTES or n % UP_FRAME_BYTES:
             return [pcm]
-        if n == 0 or len(pcm) != n * UP_FRAME_BYTES:
-            return [pcm]
-        jb, stats = self.jb, self.stats
-        out = []
-        for i in range(n):
-            frame = pcm if n == 1 else pcm[i * UP_FRAME_BYTES:(i + 1) * UP_FRAME_BYTES]
-            result = jb.put(first + i, frame)
-            if result != "stored" and result != "resync":     # resync: a new timeline from here
-                if result in ("late", "duplicate"):
-                    stats.late_in += 1
-                continue
-            drained = jb.drain()
-            if len(drained) > 1:
-                stats.gaps_in += 1
-            for data, kind in drained:
-                if kind != "real":
-                    stats.concealed_frames += 1
-                out.append(data)
-        return out
+        return [pcm[i:i + UP_FRAME_BYTES] for i in range(0, n, UP_FRAME_BYTES)]
 
 
 class PhoneLeg:
@@ -102,7 +100,7 @@ class PhoneLeg:
         self.stats = stats
         self.ping_interval = ping_interval
         self.inbound, self.outbound = transcoders(conn)
-        self.gaps = GapFiller(stats)
+        self.gaps = GapFiller(stats, self.inbound)
         self._pending: deque = deque()      # items to return before reading the socket again
         self._gone: tuple[int, str] | None = None
         self._closing: tuple[int, str] | None = None
@@ -153,12 +151,9 @@ class PhoneLeg:
             cls = type(event)
             if cls is MediaReceived:
                 try:
-                    pcm = self.inbound.process_b64(event.payload)
+                    pending.extend(self.gaps.frames(event))
                 except ValueError:
                     self.stats.bad_messages += 1
-                    continue
-                if pcm:
-                    pending.extend(self.gaps.frames(pcm, event))
             elif cls is DtmfReceived:
                 pending.append(Dtmf(digit=event.digit))
             elif cls is MarkPlayed:

@@ -132,4 +132,20 @@ CVG_API int cvg_jitter_reset(cvg_jitter *jb);
 CVG_API int cvg_jitter_stats(const cvg_jitter *jb, cvg_jitter_counters *out);
 CVG_API size_t cvg_jitter_frame_bytes(const cvg_jitter *jb);
 
+/* Zero-delay mode only (max_delay == 0, else CVG_ERR_ARG): the put-then-drain loop above in one
+ * call, for the inbound phone leg. pcm holds len / frame_bytes whole frames (CVG_ERR_LENGTH
+ * otherwise), numbered seq, seq + 1, ...; each frame that is stored (or resyncs) is followed by
+ * draining the buffer into out, so out gets, frame after frame, the concealment for a gap in front
+ * of it and then the frame itself (late and duplicate frames give nothing). *out_len: capacity in,
+ * bytes written out; the capacity must be at least (frames + max_gap) * frame_bytes, the most one
+ * call can write. out must not overlap pcm. tally gets what the caller counts per stream:
+ * [CVG_FILL_LATE] frames dropped as late or duplicate, [CVG_FILL_GAPS] frames that had a gap filled
+ * in front of them, [CVG_FILL_CONCEALED] concealment frames written. */
+enum { CVG_FILL_LATE = 0, CVG_FILL_GAPS = 1, CVG_FILL_CONCEALED = 2, CVG_FILL_TALLIES = 3 };
+CVG_API int cvg_jitter_fill(cvg_jitter *jb, uint32_t seq, const uint8_t *pcm, size_t len,
+                            uint8_t *out, size_t *out_len, uint32_t tally[CVG_FILL_TALLIES]);
+/* The room cvg_jitter_fill needs for len bytes of frames: a first put at most max_gap ahead
+ * drains max_gap + 1 frames, each later one a frame. 0 when the buffer is not in zero-delay mode. */
+CVG_API size_t cvg_jitter_fill_room(const cvg_jitter *jb, size_t len);
+
 #endif

@@ -12,6 +12,7 @@
 #ifndef CVG_TRANSCODER_H
 #define CVG_TRANSCODER_H
 #include "cvg.h"
+#include "cvg_jitter.h"
 
 enum { CVG_CODEC_PCM16 = 0, CVG_CODEC_ULAW = 1, CVG_CODEC_ALAW = 2 };
 
@@ -30,6 +31,17 @@ CVG_API int cvg_transcoder_process(cvg_transcoder *st, const uint8_t *in, size_t
  * CVG_ERR_ARG for invalid base64. */
 CVG_API int cvg_transcoder_process_b64(cvg_transcoder *st, const char *in, size_t in_len,
                                        uint8_t *out, size_t *out_len);
+/* The whole inbound phone step in one call: the base64 payload decoded and converted into scratch
+ * (as cvg_transcoder_process_b64), then, when the PCM is a non-empty whole number of jb's frames,
+ * through cvg_jitter_fill (jb in zero-delay mode) into out, frame k numbered seq + k, or with
+ * per_chunk (seq is a chunk counter, every chunk this long) seq * frames + k. Any other PCM (or
+ * jb NULL) is copied to out as it is, with tally all zero. Room first, all-or-nothing:
+ * scratch_len >= cvg_transcoder_max_out(raw) and *out_len >= that plus
+ * cvg_jitter_fill_room(jb, 0), where raw is the payload's decoded length. */
+CVG_API int cvg_transcoder_process_b64_fill(cvg_transcoder *st, const char *in, size_t in_len,
+                                            cvg_jitter *jb, uint32_t seq, int per_chunk,
+                                            uint8_t *scratch, size_t scratch_len, uint8_t *out,
+                                            size_t *out_len, uint32_t tally[CVG_FILL_TALLIES]);
 /* Raw bytes in, one complete base64 payload out (padded; not NUL-terminated). */
 CVG_API int cvg_transcoder_process_to_b64(cvg_transcoder *st, const uint8_t *in, size_t in_len,
                                           char *out, size_t *out_len);

@@ -417,3 +417,40 @@ int cvg_jitter_get(cvg_jitter *jb, uint8_t *out, size_t out_len, int *kind)
     if (kind) *kind = k;
     return CVG_OK;
 }
+
+/* ---- zero-delay gap filling in one call ---------------------------------------------------- */
+
+size_t cvg_jitter_fill_room(const cvg_jitter *jb, size_t len)
+{
+    if (!jb || jb->max_delay != 0) return 0;
+    return (len / jb->frame_bytes + jb->max_gap) * jb->frame_bytes;
+}
+
+int cvg_jitter_fill(cvg_jitter *jb, uint32_t seq, const uint8_t *pcm, size_t len, uint8_t *out,
+                    size_t *out_len, uint32_t tally[CVG_FILL_TALLIES])
+{
+    if (!jb || !out_len || !tally || (len && !pcm) || (*out_len && !out)) return CVG_ERR_NULL;
+    if (jb->max_delay != 0) return CVG_ERR_ARG;
+    size_t fb = jb->frame_bytes;
+    if (len % fb) return CVG_ERR_LENGTH;
+    size_t frames = len / fb;
+    if (*out_len < cvg_jitter_fill_room(jb, len)) return CVG_ERR_LENGTH;
+    if (len && out < pcm + len && pcm < out + *out_len) return CVG_ERR_OVERLAP;
+    size_t n = 0;
+    tally[CVG_FILL_LATE] = tally[CVG_FILL_GAPS] = tally[CVG_FILL_CONCEALED] = 0;
+    for (size_t i = 0; i < frames; i++) {
+        int r;
+        cvg_jitter_put(jb, seq + (uint32_t)i, pcm + i * fb, fb, &r);
+        if (r == CVG_PUT_LATE || r == CVG_PUT_DUPLICATE) tally[CVG_FILL_LATE]++;
+        if (r != CVG_PUT_STORED && r != CVG_PUT_RESYNC) continue;
+        uint32_t pending = cvg_jitter_pending(jb);
+        if (pending > 1) tally[CVG_FILL_GAPS]++;
+        for (; pending; pending--, n += fb) {
+            int kind;
+            cvg_jitter_get(jb, out + n, fb, &kind);
+            if (kind != CVG_FRAME_REAL) tally[CVG_FILL_CONCEALED]++;
+        }
+    }
+    *out_len = n;
+    return CVG_OK;
+}

@@ -206,6 +206,36 @@ int cvg_transcoder_process_b64(cvg_transcoder *st, const char *in, size_t in_len
     return CVG_OK;
 }
 
+int cvg_transcoder_process_b64_fill(cvg_transcoder *st, const char *in, size_t in_len,
+                                    cvg_jitter *jb, uint32_t seq, int per_chunk,
+                                    uint8_t *scratch, size_t scratch_len, uint8_t *out,
+                                    size_t *out_len, uint32_t tally[CVG_FILL_TALLIES])
+{
+    if (!st || !out_len || !tally || !scratch || (*out_len && !out)) return CVG_ERR_NULL;
+    size_t raw_len;
+    if (cvg_b64_check(in, in_len, &raw_len)) return CVG_ERR_ARG;
+    size_t most = cvg_transcoder_max_out(st, raw_len);
+    size_t gap_room = 0;
+    if (jb) {
+        gap_room = cvg_jitter_fill_room(jb, 0);
+        if (!gap_room) return CVG_ERR_ARG;                 /* not in zero-delay mode */
+    }
+    if (scratch_len < most || *out_len < most + gap_room) return CVG_ERR_LENGTH;
+    if (out && out < scratch + scratch_len && scratch < out + *out_len) return CVG_ERR_OVERLAP;
+    size_t pcm_len = scratch_len;
+    int rc = cvg_transcoder_process_b64(st, in, in_len, scratch, &pcm_len);
+    if (rc != CVG_OK) return rc;
+    size_t fb = jb ? cvg_jitter_frame_bytes(jb) : 0;
+    if (!fb || !pcm_len || pcm_len % fb) {
+        if (pcm_len) memcpy(out, scratch, pcm_len);
+        *out_len = pcm_len;
+        tally[CVG_FILL_LATE] = tally[CVG_FILL_GAPS] = tally[CVG_FILL_CONCEALED] = 0;
+        return CVG_OK;
+    }
+    uint32_t first = per_chunk ? seq * (uint32_t)(pcm_len / fb) : seq;
+    return cvg_jitter_fill(jb, first, scratch, pcm_len, out, out_len, tally);
+}
+
 int cvg_transcoder_flush(cvg_transcoder *st, uint8_t *out, size_t *out_len)
 {
     if (!st || !out_len || (*out_len && !out)) return CVG_ERR_NULL;

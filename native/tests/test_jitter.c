@@ -496,6 +496,60 @@ static void test_allocs(void)
     printf("ok allocs: 1 allocation at _new, 0 over 10000 put/get pairs with clear/reset\n");
 }
 
+/* cvg_jitter_fill equals put-then-drain (the loop the header documents) over a random walk with
+ * gaps, duplicates, late frames and resyncs, in batches of 1..3 frames; tallies match; guards. */
+static void test_fill(void)
+{
+    cvg_jitter *a = cvg_jitter_new(FB, 16, 0, 0, 40, NULL);
+    cvg_jitter *b = cvg_jitter_new(FB, 16, 0, 0, 40, NULL);
+    static uint8_t in[3 * FB], out[(3 + 40) * FB], ref[(3 + 40) * FB];
+    uint32_t seq = 100, rng = 12345;
+    for (int step = 0; step < 3000; step++) {
+        rng = rng * 1103515245u + 12345u;
+        uint32_t r = (rng >> 16) % 100, frames = 1 + (rng >> 8) % 3;
+        uint32_t at = r < 70 ? seq : r < 80 ? seq + 1 + r % 5 : r < 90 ? seq - 1 - r % 3
+                    : r < 95 ? seq + 50 : seq;                           /* gap, late/dup, resync */
+        for (uint32_t i = 0; i < frames; i++) make_frame(in + i * FB, FB, at + i);
+        uint32_t tally[CVG_FILL_TALLIES];
+        size_t n = sizeof out;
+        CHECK(cvg_jitter_fill(a, at, in, frames * FB, out, &n, tally) == CVG_OK, "fill step %d", step);
+        size_t m = 0;
+        uint32_t late = 0, gaps = 0, concealed = 0;
+        for (uint32_t i = 0; i < frames; i++) {
+            int res, kind;
+            cvg_jitter_put(b, at + i, in + i * FB, FB, &res);
+            if (res == CVG_PUT_LATE || res == CVG_PUT_DUPLICATE) late++;
+            if (res != CVG_PUT_STORED && res != CVG_PUT_RESYNC) continue;
+            uint32_t pending = cvg_jitter_pending(b);
+            gaps += pending > 1;
+            for (; pending; pending--, m += FB) {
+                cvg_jitter_get(b, ref + m, FB, &kind);
+                concealed += kind != CVG_FRAME_REAL;
+            }
+        }
+        CHECK(n == m && !memcmp(out, ref, n), "fill output differs at step %d", step);
+        CHECK(tally[CVG_FILL_LATE] == late && tally[CVG_FILL_GAPS] == gaps
+              && tally[CVG_FILL_CONCEALED] == concealed, "tallies differ at step %d", step);
+        if (at + frames > seq && at + frames - seq < 1000) seq = at + frames;
+    }
+    CHECK(consistent(a, 16, 0, 0), "counters after fill");
+    uint32_t tally[CVG_FILL_TALLIES];
+    size_t n = (1 + 40) * FB - 2;
+    CHECK(cvg_jitter_fill_room(a, FB) == (1 + 40) * FB, "room for one frame");
+    CHECK(cvg_jitter_fill(a, seq, in, FB, out, &n, tally) == CVG_ERR_LENGTH, "short room");
+    n = sizeof out;
+    CHECK(cvg_jitter_fill(a, seq, in, FB + 2, out, &n, tally) == CVG_ERR_LENGTH, "partial frame");
+    CHECK(cvg_jitter_fill(a, seq, out + FB, FB, out, &n, tally) == CVG_ERR_OVERLAP, "overlap");
+    CHECK(cvg_jitter_fill(a, seq, in, FB, out, &n, NULL) == CVG_ERR_NULL, "NULL tally");
+    cvg_jitter *clocked = cvg_jitter_new(FB, 16, 0, 4, 40, NULL);
+    CHECK(cvg_jitter_fill(clocked, 1, in, FB, out, &n, tally) == CVG_ERR_ARG, "needs zero delay");
+    CHECK(cvg_jitter_fill_room(clocked, FB) == 0, "no room figure outside zero-delay mode");
+    cvg_jitter_free(clocked);
+    cvg_jitter_free(a);
+    cvg_jitter_free(b);
+    printf("ok fill: 3000 batches equal put-then-drain with the same tallies; guards\n");
+}
+
 int main(void)
 {
     test_errors();
@@ -512,6 +566,7 @@ int main(void)
     test_overflow();
     test_early_reorder();
     test_random_walk();
+    test_fill();
     test_allocs();
     if (failures) {
         fprintf(stderr, "test_jitter: %d failure(s)\n", failures);
