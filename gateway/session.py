@@ -32,6 +32,7 @@ from gateway.transport import ConnectionClosed
 log = logging.getLogger("converse.session")
 
 LATE_S = 0.020          # a frame sent more than one frame after its slot counts as late
+DUE_S = 0.0001          # a frame due this close to now is due (play times are float sums)
 
 
 class Inbox:
@@ -249,6 +250,12 @@ class Session:
         self._in_spurt = False         # audio has been flowing without an underrun
         self._pumping = False          # a task is inside _pump (sending): the other one waits
         self._pacer_wake = -math.inf   # while the pacer is parked: when its timer fires
+        # When the lead is full one frame falls due per frame time. The pacer then sleeps one
+        # frame longer and sends two frames per wake-up (the lead runs between lead - one frame
+        # and lead): half the wake-ups on the per-frame path. Only where two frames fit in the
+        # lead (not Exotel's 200 ms chunks).
+        frame_s = self.playout.frame_bytes / 48000.0
+        self._pacer_slack = frame_s if 3 * frame_s <= limits.pacing_lead_s + 1e-9 else 0.0
         self._clears = 0
         self._scope: trio.CancelScope | None = None
         self._ending = False
@@ -392,7 +399,8 @@ class Session:
                 need = min(need, self._in_flight[0][0])
         # The pacer times the rest; when its timer is already set for the frame now at the head
         # (the lead is full: new audio queues behind it), waking it would only make it park again.
-        if self._audio_lot and (playout or self._in_flight) and need < self._pacer_wake:
+        if (self._audio_lot and (playout or self._in_flight)
+                and need + self._pacer_slack < self._pacer_wake):
             self._audio_lot.unpark()
 
     async def _clear(self) -> None:
@@ -452,7 +460,7 @@ class Session:
                 played_until = self._played_until
                 play_at = played_until if played_until > now else now
                 send_at = play_at - lead
-                if send_at > now:
+                if send_at > now + DUE_S:
                     return send_at
                 if self._in_spurt and now - played_until > LATE_S:
                     stats.late_frames += 1                  # the caller ran dry: a gap
@@ -480,6 +488,7 @@ class Session:
                 if in_flight:
                     self._ack_played(trio.current_time())
                 next_at = math.inf if self._pumping else await self._pump()
+                next_at += self._pacer_slack
                 wake = min(next_at, in_flight[0][0]) if in_flight else next_at
                 self._pacer_wake = wake
                 try:

@@ -376,6 +376,31 @@ class BurstyAgent:
             pass
 
 
+async def test_pacer_sends_two_frames_per_wake_keeping_the_lead_between_40_and_60_ms(
+        nursery, autojump_clock, script_agent):
+    """Agent audio far ahead of real time: the pacer wakes once per two frames (half the
+    wake-ups), and the caller always holds between lead - one frame and lead of audio."""
+    lead, frame_s = 0.060, 0.020
+    server = await start_gateway(nursery, directory_with(), Limits(pacing_lead_s=lead))
+    script_agent.script = [tone(2.0)]
+    ws = await open_session(server, "/ws/agent/s")
+    received, start, arrivals = 0, None, []
+    while received < 48000 * 1.5:
+        message = await ws.receive()
+        if type(message) is bytes:
+            now = trio.current_time()
+            start = start if start is not None else now
+            received += len(message)
+            arrivals.append(now)
+            ahead = received / 48000 - (now - start)           # audio held by the caller
+            assert ahead <= lead + frame_s + 0.001
+            if now - start > lead:                              # after the first lead's worth
+                assert ahead >= lead - frame_s - 0.001
+    wakes = len(set(round(t, 6) for t in arrivals if t - start > lead))
+    frames = sum(1 for t in arrivals if t - start > lead)
+    assert frames >= 60 and wakes <= frames // 2 + 1
+
+
 async def test_lead_stays_bounded_when_the_agent_is_bursty(nursery, autojump_clock, monkeypatch):
     monkeypatch.setitem(agents.CONNECTORS, "script", BurstyAgent)
     lead = 0.060
