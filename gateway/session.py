@@ -250,12 +250,14 @@ class Session:
         self._in_spurt = False         # audio has been flowing without an underrun
         self._pumping = False          # a task is inside _pump (sending): the other one waits
         self._pacer_wake = -math.inf   # while the pacer is parked: when its timer fires
-        # When the lead is full one frame falls due per frame time. The pacer then sleeps one
-        # frame longer and sends two frames per wake-up (the lead runs between lead - one frame
-        # and lead): half the wake-ups on the per-frame path. Only where two frames fit in the
-        # lead (not Exotel's 200 ms chunks).
+        # Agent audio far ahead of real time (a full lead and more queued behind it) falls due
+        # one frame per frame time. The pacer then sleeps one frame longer and sends two frames
+        # per wake-up (the lead runs between lead - one frame and lead): half the wake-ups. Not
+        # when only one frame waits (an agent streaming in real time: that frame would be held a
+        # frame longer), nor where two frames do not fit in the lead (Exotel's 200 ms chunks).
         frame_s = self.playout.frame_bytes / 48000.0
         self._pacer_slack = frame_s if 3 * frame_s <= limits.pacing_lead_s + 1e-9 else 0.0
+        self._batch_bytes = 2 * self.playout.frame_bytes
         self._clears = 0
         self._scope: trio.CancelScope | None = None
         self._ending = False
@@ -400,7 +402,8 @@ class Session:
         # The pacer times the rest; when its timer is already set for the frame now at the head
         # (the lead is full: new audio queues behind it), waking it would only make it park again.
         if (self._audio_lot and (playout or self._in_flight)
-                and need + self._pacer_slack < self._pacer_wake):
+                and need + (self._pacer_slack if playout.size >= self._batch_bytes else 0.0)
+                < self._pacer_wake):
             self._audio_lot.unpark()
 
     async def _clear(self) -> None:
@@ -488,7 +491,8 @@ class Session:
                 if in_flight:
                     self._ack_played(trio.current_time())
                 next_at = math.inf if self._pumping else await self._pump()
-                next_at += self._pacer_slack
+                if self.playout.size >= self._batch_bytes:
+                    next_at += self._pacer_slack
                 wake = min(next_at, in_flight[0][0]) if in_flight else next_at
                 self._pacer_wake = wake
                 try:
