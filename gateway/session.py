@@ -27,6 +27,7 @@ from gateway.legs.base import CallerLeg
 from gateway.protocols.canonical import Clear, End, Error, Event, Mark, Start
 from gateway.limits import Limits
 from gateway.metrics import SessionStats
+from gateway.timers import timers
 from gateway.transport import ConnectionClosed
 
 log = logging.getLogger("converse.session")
@@ -486,6 +487,7 @@ class Session:
         """Times the playout: sleeps until the next frame is due (or a mark has been heard) and
         pumps. The downlink pumps by itself when audio arrives into an idle pacer."""
         in_flight = self._in_flight
+        clock = timers()
         try:
             while True:
                 if in_flight:
@@ -495,12 +497,15 @@ class Session:
                     next_at += self._pacer_slack
                 wake = min(next_at, in_flight[0][0]) if in_flight else next_at
                 self._pacer_wake = wake
+                # parked, and unparked by the shared timer task (no cancel scope per frame)
+                timer = clock.wake_at(wake, self._audio_lot) if wake != math.inf else None
                 try:
-                    with trio.move_on_at(wake) as timer:
-                        await self._audio_lot.park()
+                    await self._audio_lot.park()
                 finally:
                     self._pacer_wake = -math.inf
-                if timer.cancelled_caught and wake == next_at:
+                    if timer is not None:
+                        timer.cancel()
+                if timer is not None and timer.fired and wake == next_at:
                     self.stats.lateness.record(trio.current_time() - next_at)   # wake-up delay
         except ConnectionClosed:
             pass                       # the uplink sees the same closure and ends the session
