@@ -52,3 +52,30 @@ async def test_many_wakeups_in_one_millisecond_share_one_expiry(autojump_clock):
             nursery.start_soon(sleeper, lot)
             clock.wake_at(base + i * GRAIN_S / 60, lot)     # all inside one grid step
     assert len(woke) == 50 and len(set(woke)) == 1
+
+
+async def test_the_task_runs_only_while_wake_ups_are_pending(autojump_clock):
+    """Nothing outlives its users: the task exits once every wake-up fired or was cancelled, and
+    comes back for the next one."""
+    def timer_tasks() -> int:
+        todo, n = [trio.lowlevel.current_root_task()], 0
+        while todo:
+            task = todo.pop()
+            n += task.name == "converse.timers"
+            for nursery in task.child_nurseries:
+                todo.extend(nursery.child_tasks)
+        return n
+
+    clock = timers()
+    lot = trio.lowlevel.ParkingLot()
+    wakeup = clock.wake_at(trio.current_time() + 5.0, lot)
+    await trio.sleep(0.1)
+    assert timer_tasks() == 1
+    wakeup.cancel()
+    await trio.sleep(0)
+    await trio.sleep(0)
+    assert timer_tasks() == 0
+    clock.wake_at(trio.current_time() + 0.01, lot)
+    await lot.park()                                   # fired by a new task...
+    await trio.sleep(0)
+    assert timer_tasks() == 0                          # ...which then left as well
