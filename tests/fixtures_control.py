@@ -42,6 +42,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def reserve_port() -> socket.socket:
+    """A loopback port held bound until the server meant for it starts (``.close()`` then): a
+    number from ``free_port()`` released at once was once handed to another bind(0) in between
+    (the gateway then died with EADDRINUSE and the tests talked to someone else's server)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
+def start_gateway_cli(workdir: pathlib.Path, env: dict[str, str],
+                      reserved: socket.socket) -> subprocess.Popen:
+    """``converse gateway`` on the reserved port, logging to ``workdir/gateway.log``; returns once
+    THIS process has logged that it listens there (a successful connect alone could reach
+    another server on a reused port). The caller stops it."""
+    port = reserved.getsockname()[1]
+    path = workdir / "gateway.log"
+    reserved.close()
+    with open(path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "control.cli", "gateway", "--port", str(port)],
+            env=dict(env), cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    ready = f"gateway on ws://127.0.0.1:{port} (pid {proc.pid})"
+    deadline = time.monotonic() + STARTUP_DEADLINE_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("gateway exited:\n" + path.read_text())
+        if ready in path.read_text():
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError("gateway did not start:\n" + path.read_text())
+
+
 class ControlServer:
     def __init__(self, workdir: pathlib.Path, env: dict[str, str], emulators: dict | None = None):
         self.workdir = workdir

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
-import sys
 import time
 
 import httpx
@@ -21,7 +19,7 @@ import trio
 
 from conftest import require
 from control.simulate import CallSpec, simulate_call
-from fixtures_control import free_port, start_control_server
+from fixtures_control import free_port, reserve_port, start_control_server, start_gateway_cli
 from flow_helpers import RecordingAgent, example_flow
 
 WAIT_S = 60.0                       # bounds on waiting, not measurements
@@ -66,7 +64,8 @@ def stack(tmp_path_factory):
     from control.secrets import generate_key
 
     workdir = tmp_path_factory.mktemp("flows")
-    gateway_port, agent_port = free_port(), free_port()
+    reserved = reserve_port()
+    gateway_port, agent_port = reserved.getsockname()[1], free_port()
     with contextlib.ExitStack() as es:
         emus = {"twilio": es.enter_context(TwilioEmulator()),
                 "meta": es.enter_context(MetaEmulator())}
@@ -88,20 +87,7 @@ def stack(tmp_path_factory):
             st.ids["voice"] = r.json()["id"]
             r = api.post(f"/api/v1/channels/{st.ids['voice']}/activate")
             assert r.status_code == 200, r.text
-        log = open(workdir / "gateway.log", "ab")
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "control.cli", "gateway", "--port", str(gateway_port)],
-            env=dict(control.env), cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
-        es.callback(_stop, gateway)
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            assert gateway.poll() is None, (workdir / "gateway.log").read_text()
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", gateway_port), timeout=1).close()
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("gateway did not start:\n" + (workdir / "gateway.log").read_text())
+        es.callback(_stop, start_gateway_cli(workdir, control.env, reserved))
         st.gateway_log = workdir / "gateway.log"
         yield st
 

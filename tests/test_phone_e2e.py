@@ -16,10 +16,8 @@ Each test streams ~2-3 s of speech per provider, the three providers concurrentl
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import numpy as np
@@ -28,7 +26,7 @@ import trio
 
 from conftest import SHARED_AUDIO, require
 from control.simulate import CallSpec, read_wav_8k, simulate_call
-from fixtures_control import free_port, start_control_server
+from fixtures_control import free_port, reserve_port, start_control_server, start_gateway_cli
 from gateway import transport
 from gateway.audio import Resampler
 from gateway.limits import Limits
@@ -145,7 +143,8 @@ def stack(tmp_path_factory):
     from control.secrets import generate_key
 
     workdir = tmp_path_factory.mktemp("phone")
-    gateway_port, agent_port = free_port(), free_port()
+    reserved = reserve_port()
+    gateway_port, agent_port = reserved.getsockname()[1], free_port()
     with contextlib.ExitStack() as es:
         emus = {"twilio": es.enter_context(TwilioEmulator()),
                 "plivo": es.enter_context(PlivoEmulator()),
@@ -171,20 +170,8 @@ def stack(tmp_path_factory):
             st.channels["plivo-off"] = _channel(api, "plivo", pl.creds, "+14155550101", agent,
                                                 activate=False)
             st.channels["exotel"] = _channel(api, "exotel", ex.creds, "+918047112233", agent)
-        log = open(workdir / "gateway.log", "ab")
-        st.gateway = subprocess.Popen(
-            [sys.executable, "-m", "control.cli", "gateway", "--port", str(gateway_port)],
-            env=dict(control.env), cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+        st.gateway = start_gateway_cli(workdir, control.env, reserved)
         es.callback(_stop, st.gateway)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert st.gateway.poll() is None, (workdir / "gateway.log").read_text()
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", gateway_port), timeout=1).close()
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("gateway did not start:\n" + (workdir / "gateway.log").read_text())
         st.log_path = workdir / "gateway.log"
         yield st
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import socket
 import subprocess
-import sys
-import time
 import urllib.parse
 
 import httpx
@@ -22,7 +19,7 @@ import trio
 
 from control.secrets import generate_key
 from control.simulate import CallSpec, parse_answer, simulate_call
-from fixtures_control import free_port, start_control_server
+from fixtures_control import reserve_port, start_control_server, start_gateway_cli
 from gateway import transport
 from gateway.protocols import canonical
 from gateway.protocols.canonical import Text
@@ -36,7 +33,8 @@ def planes(tmp_path_factory):
     from emulators import ExotelEmulator, PlivoEmulator, TwilioEmulator
 
     workdir = tmp_path_factory.mktemp("logs")
-    gateway_port = free_port()
+    reserved = reserve_port()
+    gateway_port = reserved.getsockname()[1]
     with contextlib.ExitStack() as es:
         emus = {"twilio": es.enter_context(TwilioEmulator()),
                 "plivo": es.enter_context(PlivoEmulator()),
@@ -48,19 +46,7 @@ def planes(tmp_path_factory):
         control = start_control_server(workdir, f"sqlite:///{workdir / 'converse.db'}", env,
                                        emus)
         es.callback(control.stop)
-        log = open(workdir / "gateway.log", "ab")
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "control.cli", "gateway", "--port", str(gateway_port)],
-            env=dict(control.env), cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        es.callback(_stop, gateway)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert gateway.poll() is None, (workdir / "gateway.log").read_text()
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", gateway_port), timeout=1).close()
-                break
-            time.sleep(0.05)
+        es.callback(_stop, start_gateway_cli(workdir, control.env, reserved))
         control.gateway_port = gateway_port
         control.gateway_log = workdir / "gateway.log"
         yield control
