@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 
-from benchmarks.ws_transport import _cpu_ticks, _free_port, _pin, _valid, _wait_port
+from benchmarks.ws_transport import _cpu_ticks, _free_port, _pin, _valid, _wait_port, short_results
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "phone_calls.json"
@@ -378,7 +378,7 @@ def _row(r: dict) -> str:
             f"gen slip p99 {r['generator_slip_p99_ms']} ms{inner}")
 
 
-def plot(results: list[dict]) -> None:
+def plot(results: list[dict], path: pathlib.Path = PLOT) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -398,7 +398,7 @@ def plot(results: list[dict]) -> None:
     ax.set_title("Phone calls through one gateway: added latency against N")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(PLOT, dpi=110)
+    fig.savefig(path, dpi=110)
 
 
 def main(argv=None) -> int:
@@ -444,13 +444,22 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:
             pass
         return 0
+    # "Per gateway core" needs a core the gateway has to itself: by default it is pinned to CPU 0
+    # and the agent and this load generator share CPU 1 (unpinned, the three float and a busy
+    # neighbour's slice shows up as gateway latency). CONVERSE_BENCH_PIN=0 lets them float;
+    # with --workers the gateway processes always float (they would share CPU 0).
+    pin_default = args.workers == 1 and "CONVERSE_BENCH_PIN" not in os.environ
+    if pin_default:
+        os.environ["CONVERSE_BENCH_PIN"] = "1"         # inherited by the processes spawned below
+    pinned = os.environ.get("CONVERSE_BENCH_PIN") == "1"
     _pin(1)
     seconds = args.seconds or (3.0 if args.short else 8.0)
     calls = [int(n) for n in (args.calls or ("20,40" if args.short
                                              else "25,50,75,100,125")).split(",")]
     load_before = os.getloadavg()
     print(f"phone_calls: N Twilio calls, 20 ms frames each way, external echo agent; "
-          f"{seconds:g} s per point, load average {load_before[0]:.1f}")
+          f"{seconds:g} s per point, load average {load_before[0]:.1f}"
+          f"{'; gateway pinned to CPU 0, agent + load on CPU 1' if pinned else ''}")
     agent_port = _free_port()
     agent = subprocess.Popen([sys.executable, "-m", "benchmarks.phone_calls", "--serve", "agent",
                               "--port", str(agent_port)], cwd=ROOT)
@@ -496,16 +505,19 @@ def main(argv=None) -> int:
                   f"per call-second {o['cpu_us_per_call_second']:.0f} vs "
                   f"{r['cpu_us_per_call_second']:.0f} us)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    short_results(RESULTS, args.short).write_text(json.dumps({
         "benchmark": "phone_calls", "short": args.short, "seconds_per_point": seconds,
+        "pinned": pinned,
         "p99_budget_ms": P99_BUDGET_MS, "late_ms": LATE_MS, "cpus": os.cpu_count(),
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
         "max_calls": summary, "baseline_cpu_ratio_by_n": ratios, "results": results},
         indent=2) + "\n")
     try:
-        plot(results)
+        plot(results, short_results(PLOT, args.short))
     except Exception as exc:          # the plot is a convenience; the JSON is the record
         print(f"plot not written: {exc}")
+    if pin_default:
+        del os.environ["CONVERSE_BENCH_PIN"]
     return 0
 
 

@@ -30,7 +30,7 @@ import sys
 import time
 
 from benchmarks.ws_transport import (_handshake, _pin, _quantile_ms, _server, _valid, _with_cpu,
-                                     _ws_frames)
+                                     _ws_frames, short_results)
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "ws_sessions.json"
 UP_FRAME = 640                  # 20 ms at 16 kHz
@@ -245,7 +245,7 @@ def main(argv=None) -> int:
                   f"{o['cpu_pct_per_session'] / r['cpu_pct_per_session']:.2f}x the baseline's, "
                   f"p99 {o['p99_ms'] / r['p99_ms']:.2f}x" if r["p99_ms"] and o["p99_ms"] else "")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    short_results(RESULTS, args.short).write_text(json.dumps({
         "benchmark": "ws_sessions", "short": args.short, "seconds_per_point": seconds,
         "p99_budget_ms": P99_BUDGET_MS, "cpus": os.cpu_count(), "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(), "max_sessions_per_core": summary,

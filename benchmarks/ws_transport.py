@@ -281,6 +281,12 @@ def _valid(result: dict) -> bool:
     return slip is not None and slip <= SLIP_LIMIT_MS
 
 
+def short_results(path: pathlib.Path, short: bool) -> pathlib.Path:
+    """Where a run writes ``path``: ``name_short.ext`` for a --short (CI) run, gitignored, so a
+    CI run never overwrites the committed full results."""
+    return path.with_name(f"{path.stem}_short{path.suffix}") if short else path
+
+
 def _cpu_ticks(pid: int) -> int:
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])           # utime + stime
@@ -437,7 +443,7 @@ def main(argv=None) -> int:
     for line in _ratios(results):
         print(line)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    short_results(RESULTS, args.short).write_text(json.dumps({
         "benchmark": "ws_transport", "short": args.short, "seconds_per_point": seconds,
         "frame_bytes": FRAME, "interval_ms": INTERVAL * 1000, "cpus": os.cpu_count(),
         "python": sys.version.split()[0], "loadavg_before": load_before,
