@@ -309,8 +309,10 @@ def measure(kind: str, calls: int, seconds: float, agent_port: int, workers: int
         def sample():
             time.sleep(0.8 + calls * 0.004)        # connect + warm-up
             marks["t0"], marks["c0"] = time.perf_counter(), sum(_cpu_ticks(p.pid) for p in procs)
+            marks["s0"] = _steal()
             time.sleep(max(0.5, seconds - 0.5))
             marks["t1"], marks["c1"] = time.perf_counter(), sum(_cpu_ticks(p.pid) for p in procs)
+            marks["s1"] = _steal()
         sampler = threading.Thread(target=sample)
         sampler.start()
         result = load(port, calls, seconds)
@@ -319,8 +321,12 @@ def measure(kind: str, calls: int, seconds: float, agent_port: int, workers: int
             result["gateway_metrics"] = _metrics(port)
         cpu = (marks["c1"] - marks["c0"]) / os.sysconf("SC_CLK_TCK") / (marks["t1"] - marks["t0"])
         echoed_per_s = result["frames_echoed"] / seconds
+        (steal0, all0), (steal1, all1) = marks["s0"], marks["s1"]
         return {"server": kind, "calls": calls, "workers": workers, "valid": _valid(result),
                 "cpu_pct": round(100 * cpu, 1),
+                # CPU time the hypervisor gave to other guests meanwhile: a point with a large
+                # share ran on a machine slower than it looked (its latency says little)
+                "steal_pct": round(100 * (steal1 - steal0) / max(1, all1 - all0), 1),
                 "cpu_us_per_call_second": round(1e6 * cpu / calls, 1),
                 # steadier when the box saturates: gateway CPU per frame echoed (in + out)
                 "cpu_us_per_frame": round(1e6 * cpu / echoed_per_s, 1) if echoed_per_s else None,
@@ -334,6 +340,15 @@ def measure(kind: str, calls: int, seconds: float, agent_port: int, workers: int
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def _steal() -> tuple[int, int]:
+    """(steal ticks, all ticks) of the machine so far, from /proc/stat ((0, 0) if unreadable)."""
+    try:
+        fields = [int(x) for x in pathlib.Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)
 
 
 def _metrics(port: int) -> dict:
@@ -375,7 +390,7 @@ def _row(r: dict) -> str:
             f"{r['cpu_us_per_frame'] or 0:>4.0f} us/frame)  "
             f"p50 {r['p50_ms'] or 0:>7.2f} ms  p99 {r['p99_ms'] or 0:>8.2f} ms  "
             f"late {r['late_frames']:>5}  echoed {r['frames_echoed']}/{r['frames_sent']}  "
-            f"gen slip p99 {r['generator_slip_p99_ms']} ms{inner}")
+            f"gen slip p99 {r['generator_slip_p99_ms']} ms  steal {r.get('steal_pct', 0)}%{inner}")
 
 
 def plot(results: list[dict], path: pathlib.Path = PLOT) -> None:
