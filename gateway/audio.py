@@ -627,12 +627,16 @@ class Transcoder(_Native):
         return self._fill_view[:length[0]]
 
     def process_to_b64(self, data: BytesLike) -> str:
+        return self.process_to_b64_bytes(data).decode("ascii")
+
+    def process_to_b64_bytes(self, data: BytesLike) -> bytes:
+        """``process_to_b64`` as ASCII bytes (ready to go into a UTF-8 message as is)."""
         st = self._state()
         src, n = self._in(data, "data")
         length = self._len
         length[0] = self._room(n, b64=True)
         _check(lib.cvg_transcoder_process_to_b64(st, src, n, self._chars, length))
-        return self._view[:length[0]].decode("ascii")
+        return self._view[:length[0]]
 
     def flush(self) -> bytes:
         st = self._state()

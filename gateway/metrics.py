@@ -33,6 +33,11 @@ class LatencyHistogram:
         self.total += 1
         self.sum += seconds
 
+    def record_zero(self) -> None:
+        """``record(0.0)`` without the search (the per-frame direct path)."""
+        self.counts[0] += 1
+        self.total += 1
+
     def quantile(self, q: float) -> float | None:
         """Upper bound of the bucket holding the q-quantile; None when empty."""
         if not self.total:

@@ -53,7 +53,9 @@ class Inbox:
         # queue it as usual, or a token to queue in its place (e.g. "finish this write").
         self.direct = None
 
-    def put(self, item, now: float) -> None:
+    def put(self, item, now: float | None = None) -> None:
+        """Queue ``item`` (``now``: its arrival time, read from the clock when not given and
+        needed: the direct path needs none)."""
         if self._closed:
             return
         items = self._items
@@ -62,7 +64,7 @@ class Inbox:
             # only with nothing queued ahead of it, so the consumer still sees input in order
             taken = direct(item)
             if taken is True:
-                self._stats.added_latency.record(0.0)
+                self._stats.added_latency.record_zero()
                 return
             if taken is not False:
                 item = taken
@@ -70,7 +72,7 @@ class Inbox:
             self._stats.dropped_in += 1           # all events: refuse the newest instead
             return
         items.append(item)
-        self._times.append(now)
+        self._times.append(trio.current_time() if now is None else now)
         if self._lot:
             self._lot.unpark()
 
@@ -320,7 +322,7 @@ class Session:
                 self._activity += 1
                 if type(item) is bytes:
                     stats.frames_in += 1
-                    inbox.put(item, trio.current_time())
+                    inbox.put(item)
                     continue
                 stats.events_in += 1
                 if isinstance(item, End):
@@ -478,7 +480,8 @@ class Session:
                 if playout.has_marks:
                     await self._marks_due()
             self._in_spurt = False
-            self._drained_lot.unpark_all()
+            if self._drained_lot:
+                self._drained_lot.unpark_all()
             return math.inf
         finally:
             self._pumping = False

@@ -740,3 +740,22 @@ def test_batches_split_anywhere_give_the_same_events(ops, cuts):
         batched = CODECS[provider]()
         got = [e for a, b in zip(bounds, bounds[1:]) for e in batched.receive_many(wire[a:b])]
         assert got == expected and batched.state is one.state
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("state", list(State))
+def test_send_media_b64_is_send_of_send_media(provider, state):
+    """The per-frame bytes path renders exactly what ``send(SendMedia(...))`` renders, in every
+    state: the same message where media may be sent, the same error where it may not."""
+    payload = payload_for(provider, seed=7)
+    a, _ = conn_in(provider, state)
+    b, _ = conn_in(provider, state)
+    if (state, _state.Output.MEDIA) in _state.SEND:
+        assert a.send_media_b64(payload.encode()) == b.send(SendMedia(payload)).encode()
+        assert a.state is b.state
+    else:
+        with pytest.raises(LocalProtocolError):
+            a.send_media_b64(payload.encode())
+    a.receive(None)
+    with pytest.raises(LocalProtocolError):
+        a.send_media_b64(payload.encode())

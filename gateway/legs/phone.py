@@ -171,7 +171,11 @@ class PhoneLeg:
     # -- session -> caller ---------------------------------------------------------------------
     async def send_audio(self, pcm24: bytes) -> None:
         if self.chunker is None:
-            await self.ws.send(self._render(SendMedia(self.outbound.process_to_b64(pcm24))))
+            try:
+                message = self.conn.send_media_b64(self.outbound.process_to_b64_bytes(pcm24))
+            except LocalProtocolError:
+                raise ConnectionClosed(1006, f"{self.kind} stream is over") from None
+            await self.ws.send_text(message)
             return
         raw = self.outbound.process(pcm24)
         self._pushed += len(raw)

@@ -27,6 +27,8 @@ _JSON = msgspec.json.Encoder()
 _MEDIA, _MARK, _START, _STOP, _CLEARED = (
     Input.MEDIA, Input.MARK, Input.START, Input.STOP, Input.CLEARED)
 _RECEIVE = _state.RECEIVE
+_SEND = _state.SEND
+_MEDIA_OUT = Output.MEDIA
 _ERROR = State.ERROR
 MAX_MARK_NAME = 256
 
@@ -179,6 +181,7 @@ class MediaStreamConnection:
         if inp is _START:
             self.stream = event
             self._on_start(event)
+            self._media_prefix_utf8 = self._media_prefix.encode()
         elif inp is _STOP:
             self._stopped = True
         elif inp is _CLEARED:
@@ -243,6 +246,14 @@ class MediaStreamConnection:
         self._backlog.extend(self._marks.cleared())
         return self._render_clear()
 
+    def send_media_b64(self, payload: bytes) -> bytes:
+        """``send(SendMedia(payload))`` for the per-frame path: the base64 payload as ASCII bytes
+        (what the native transcoder makes) in, the message as UTF-8 bytes out, same checks."""
+        if self._plain_media and not self._closed and (self.state, _MEDIA_OUT) in _SEND:
+            # base64 needs no JSON escaping: the start's prefix, the payload quoted, the suffix
+            return self._media_prefix_utf8 + b'"' + payload + b'"}}'
+        return self.send(SendMedia(payload.decode("ascii"))).encode()
+
     def clear(self) -> tuple[str, list[MarkPlayed]]:
         """Barge-in: the clear message to send, and the pending marks it drops (reported
         ``cleared=True``; each mark is reported once, so they do not come back from receive)."""
@@ -266,6 +277,12 @@ class MediaStreamConnection:
 
     def _on_start(self, started: StreamStarted) -> None:
         """Precompute what rendering needs (the JSON-escaped stream id)."""
+
+    # Providers whose media message is ``_media_prefix`` + the quoted payload + ``}}`` with no
+    # per-payload rule set this (Exotel checks chunk sizes: it renders through send()).
+    _plain_media = False
+    _media_prefix = ""
+    _media_prefix_utf8 = b""
 
     def _render_media(self, payload: str) -> str:
         raise NotImplementedError

@@ -135,6 +135,7 @@ class PlivoConnection(MediaStreamConnection):
 
     _sid = ""
     _media_prefix = ""
+    _plain_media = True
     _media_suffix = ""
 
     def __init__(

@@ -101,6 +101,7 @@ class TwilioConnection(MediaStreamConnection):
 
     _sid = ""
     _media_prefix = ""
+    _plain_media = True
 
     def _translate(self, msg: msgspec.Struct) -> Event | None:
         cls = type(msg)
