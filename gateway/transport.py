@@ -151,7 +151,7 @@ class WebSocket:
                     # layers per call). After a short read the kernel buffer is most likely
                     # empty: wait for readiness first instead of paying for an EAGAIN.
                     if self._drained:
-                        await trio.lowlevel.wait_readable(sock)
+                        await trio.lowlevel.wait_readable(fd)    # the int: no fileno() lookups
                     elif self._burst >= 16:            # data kept coming: let others run
                         self._burst = 0
                         await trio.lowlevel.checkpoint()
@@ -307,11 +307,12 @@ class WebSocket:
         proto = self._proto
         if self._closed is not None or proto.state is not _OPEN:
             raise self._closed or self._close_state()
-        if self._writable_fd() >= 0:
+        fd = self._writable_fd()
+        if fd >= 0:
             masked = proto.side is not _SERVER
             frames = [render_frame(_FIN_TEXT, m.encode("utf-8"), masked) if type(m) is str
                       else render_frame(_FIN_BINARY, m, masked) for m in messages]
-            if self._write_rendered(b"".join(frames)) == SENT:
+            if self._write_rendered(fd, b"".join(frames)) == SENT:
                 return
         else:
             for message in messages:
@@ -345,15 +346,16 @@ class WebSocket:
         """The per-frame fast path: one data frame rendered here and written at once when
         ``_writable_fd`` allows. ``SENT``: the kernel took it all; ``PENDING``: the rest is queued
         for ``flush()``; ``NOT_SENT``: nothing done (render it through the protocol object)."""
-        if self._writable_fd() < 0:
+        fd = self._writable_fd()
+        if fd < 0:
             return NOT_SENT
-        return self._write_rendered(render_frame(first, payload, self._proto.side is not _SERVER))
+        return self._write_rendered(fd, render_frame(first, payload, self._proto.side is not _SERVER))
 
-    def _write_rendered(self, buf: bytes) -> int:
-        """write(2) rendered frames (``_writable_fd`` was checked); what the kernel does not take
-        is queued for ``flush()`` (which also reports a dead socket)."""
+    def _write_rendered(self, fd: int, buf: bytes) -> int:
+        """write(2) rendered frames to ``fd`` (from ``_writable_fd``); what the kernel does not
+        take is queued for ``flush()`` (which also reports a dead socket)."""
         try:
-            sent = os.write(self._sock.fileno(), buf)
+            sent = os.write(fd, buf)
         except OSError:
             sent = 0
         if sent == len(buf):
