@@ -385,6 +385,8 @@ def _row(r: dict) -> str:
     gw = r.get("gateway_metrics") or {}
     inner = (f"  gateway inbound p99 <= {gw['gateway_added_latency_p99_le_ms']:g} ms"
              if gw.get("gateway_added_latency_p99_le_ms") is not None else "")
+    if gw.get("frames_out_total"):
+        inner += f"  held by the pacer {100 * gw.get('held_out_total', 0) / gw['frames_out_total']:.0f}%"
     return (f"{flag} {r['server']:>32} x{r['workers']} {r['calls']:>4} calls  cpu "
             f"{r['cpu_pct']:>6.1f}% ({r['cpu_us_per_call_second']:>7.0f} us/call-s, "
             f"{r['cpu_us_per_frame'] or 0:>4.0f} us/frame)  "

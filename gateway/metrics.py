@@ -67,7 +67,7 @@ class SessionStats:
     __slots__ = ("frames_in", "frames_out", "events_in", "events_out", "dropped_in",
                  "dropped_out", "late_frames", "cleared_ms", "bad_messages", "added_latency",
                  "lateness", "close_code", "end_reason", "kind", "gaps_in", "late_in",
-                 "concealed_frames")
+                 "concealed_frames", "held_out")
 
     def __init__(self, kind: str = "web"):
         self.kind = kind
@@ -78,6 +78,7 @@ class SessionStats:
         self.dropped_in = 0        # caller -> agent items dropped (agent stalled), oldest first
         self.dropped_out = 0       # agent -> caller audio frames dropped (playout overflow)
         self.late_frames = 0       # frames sent > 20 ms after their pacing slot
+        self.held_out = 0          # times agent audio waited for its pacing slot (ran ahead)
         self.cleared_ms = 0.0      # audio dropped by barge-in
         self.bad_messages = 0
         self.added_latency = LatencyHistogram()   # caller frame read -> agent leg took it
@@ -98,7 +99,8 @@ class SessionStats:
             "frames_in": self.frames_in, "frames_out": self.frames_out,
             "events_in": self.events_in, "events_out": self.events_out,
             "dropped_in": self.dropped_in, "dropped_out": self.dropped_out,
-            "late_frames": self.late_frames, "cleared_ms": round(self.cleared_ms, 1),
+            "late_frames": self.late_frames, "held_out": self.held_out,
+            "cleared_ms": round(self.cleared_ms, 1),
             "bad_messages": self.bad_messages,
             "added_latency_ms": {"p50": ms(self.added_latency, 0.5),
                                  "p99": ms(self.added_latency, 0.99)},
@@ -110,7 +112,7 @@ class SessionStats:
 
 
 _COUNTERS = ("frames_in", "frames_out", "events_in", "events_out", "dropped_in", "dropped_out",
-             "late_frames", "bad_messages", "gaps_in", "late_in", "concealed_frames")
+             "late_frames", "held_out", "bad_messages", "gaps_in", "late_in", "concealed_frames")
 
 
 class Registry:

@@ -467,6 +467,7 @@ class Session:
                 play_at = played_until if played_until > now else now
                 send_at = play_at - lead
                 if send_at > now + DUE_S:
+                    stats.held_out += 1
                     return send_at
                 if self._in_spurt and now - played_until > LATE_S:
                     stats.late_frames += 1                  # the caller ran dry: a gap

@@ -399,6 +399,8 @@ async def test_pacer_sends_two_frames_per_wake_keeping_the_lead_between_40_and_6
     wakes = len(set(round(t, 6) for t in arrivals if t - start > lead))
     frames = sum(1 for t in arrivals if t - start > lead)
     assert frames >= 60 and wakes <= frames // 2 + 1
+    stats = next(iter(server.sessions)).stats
+    assert stats.held_out >= wakes                   # each of those waited for its slot
 
 
 async def test_lead_stays_bounded_when_the_agent_is_bursty(nursery, autojump_clock, monkeypatch):
