@@ -174,6 +174,8 @@ class WebSocket:
                 if (proto.state is _OPEN and proto.current_size is None and not proto.extensions
                         and not proto.reader.buffer):
                     data = self._simple_frames(data)      # b"" if it failed the connection
+                    if not data and self._closed is None:
+                        continue        # all delivered here: the protocol object saw nothing
                 if data:
                     proto.receive_data(data)
             else:
