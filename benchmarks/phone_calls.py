@@ -1,6 +1,7 @@
 """How many Twilio calls does one gateway core carry?
 
-    python -m benchmarks.phone_calls [--short] [--calls 25,50,75,100] [--seconds 10] [--workers 2]
+    python -m benchmarks.phone_calls [--short] [--calls 25,50,75,100] [--seconds 10] [--repeat 3]
+                                     [--workers 2]
 
 N concurrent simulated Twilio media streams (a 20 ms µ-law frame every 20 ms each way, in Twilio's
 exact JSON messages), all on 127.0.0.1, through the gateway to an EXTERNAL echo agent over
@@ -11,7 +12,7 @@ generator (precomputed, unmasked-key frames shared by all calls; it only counts 
 Per N: frame k sent -> the k-th media message back, fully received ("added latency": includes four
 loopback hops and the agent, so it is an upper bound of what the gateway adds), p50/p99; frames
 later than 20 ms; gateway CPU per call-second. "max N per core": the largest N with p99 <= 5 ms,
-no frame later than 20 ms and >= 99 % of frames echoed.
+no frame later than 20 ms and >= 99 % of frames echoed (with ``--repeat R``: in most of its R runs).
 
 Side by side: a baseline gateway built on trio-websocket with Pipecat-style transcoding per frame
 (json + base64 + audioop G.711 + soxr "VHQ" streaming resamplers, no pacing). ``--workers 2`` also
@@ -424,6 +425,9 @@ def main(argv=None) -> int:
     parser.add_argument("--calls", default=None)
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per point; a point holds when most of its runs pass (on a VM "
+                             "one hypervisor stall of 20 ms fails a run whatever the load)")
     parser.add_argument("--workers", type=int, default=1,
                         help="also run converse-gateway with this many SO_REUSEPORT workers")
     parser.add_argument("--serve", choices=[*SERVERS, "agent"], help=argparse.SUPPRESS)
@@ -487,46 +491,59 @@ def main(argv=None) -> int:
         if args.workers > 1:
             runs.append(("converse-gateway", args.workers))
         for n in calls:
-            for kind, workers in runs:
-                try:
-                    r = measure(kind, n, seconds, agent_port, workers)
-                except Exception as exc:
-                    r = {"server": kind, "calls": n, "workers": workers, "error": str(exc)}
-                results.append(r)
-                print(_row(r), flush=True)
+            for _ in range(max(1, args.repeat)):
+                for kind, workers in runs:
+                    try:
+                        r = measure(kind, n, seconds, agent_port, workers)
+                    except Exception as exc:
+                        r = {"server": kind, "calls": n, "workers": workers, "error": str(exc)}
+                    results.append(r)
+                    print(_row(r), flush=True)
     finally:
         agent.send_signal(signal.SIGINT)
         try:
             agent.wait(5)
         except subprocess.TimeoutExpired:
             agent.kill()
-    summary = {}
-    for kind, workers in {(r["server"], r["workers"]) for r in results}:
-        ok = [r["calls"] for r in results if (r["server"], r["workers"]) == (kind, workers)
-              and passes(r)]
-        summary[f"{kind} x{workers}"] = max(ok, default=0)
-    for name, n in sorted(summary.items()):
+    summary, passed = {}, {}
+    for kind, workers in sorted({(r["server"], r["workers"]) for r in results}):
+        name = f"{kind} x{workers}"
+        held = []
+        for n in calls:
+            runs_n = [r for r in results if (r["server"], r["workers"], r["calls"])
+                      == (kind, workers, n)]
+            ok = sum(1 for r in runs_n if passes(r))
+            passed[f"{name} N={n}"] = f"{ok}/{len(runs_n)}"
+            if runs_n and 2 * ok > len(runs_n):
+                held.append(n)
+        summary[name] = max(held, default=0)
+        tally = ", ".join("N=%d %s" % (n, passed[f"{name} N={n}"]) for n in calls)
         print(f"max calls at p99 <= {P99_BUDGET_MS:g} ms, none late > {LATE_MS:g} ms: {name}: "
-              f"{n or 'none of the tested N'}")
-    ours = {r["calls"]: r for r in results if r["server"] == SERVERS[0] and r["workers"] == 1
-            and "error" not in r}
+              f"{summary[name] or 'none of the tested N'}"
+              + (f"  (runs passed: {tally})" if args.repeat > 1 else ""))
+
+    def median(kind: str, n: int, key: str):
+        values = sorted(r[key] for r in results if r["server"] == kind and r["workers"] == 1
+                        and r["calls"] == n and "error" not in r and r.get(key))
+        return values[len(values) // 2] if values else None
     ratios = {}
-    for r in results:
-        if r["server"] == SERVERS[1] and "error" not in r and r["calls"] in ours:
-            o = ours[r["calls"]]
-            if not (r["cpu_us_per_frame"] and o["cpu_us_per_frame"]):
-                continue
-            ratios[r["calls"]] = round(r["cpu_us_per_frame"] / o["cpu_us_per_frame"], 2)
-            print(f"N={r['calls']}: baseline CPU per echoed frame is {ratios[r['calls']]}x ours "
-                  f"(ours {o['cpu_us_per_frame']:.0f} us, baseline {r['cpu_us_per_frame']:.0f} us; "
-                  f"per call-second {o['cpu_us_per_call_second']:.0f} vs "
-                  f"{r['cpu_us_per_call_second']:.0f} us)")
+    for n in calls:
+        ours, base = median(SERVERS[0], n, "cpu_us_per_frame"), median(SERVERS[1], n,
+                                                                          "cpu_us_per_frame")
+        if not (ours and base):
+            continue
+        ratios[n] = round(base / ours, 2)
+        print(f"N={n}: baseline CPU per echoed frame is {ratios[n]}x ours (median of runs: ours "
+              f"{ours:.0f} us, baseline {base:.0f} us; per call-second "
+              f"{median(SERVERS[0], n, 'cpu_us_per_call_second'):.0f} vs "
+              f"{median(SERVERS[1], n, 'cpu_us_per_call_second'):.0f} us)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     short_results(RESULTS, args.short).write_text(json.dumps({
         "benchmark": "phone_calls", "short": args.short, "seconds_per_point": seconds,
         "pinned": pinned,
         "p99_budget_ms": P99_BUDGET_MS, "late_ms": LATE_MS, "cpus": os.cpu_count(),
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+        "repeat": args.repeat, "runs_passed": passed,
         "max_calls": summary, "baseline_cpu_ratio_by_n": ratios, "results": results},
         indent=2) + "\n")
     try:
