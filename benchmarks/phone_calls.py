@@ -405,10 +405,15 @@ def plot(results: list[dict], path: pathlib.Path = PLOT) -> None:
         pts = sorted((r["calls"], r["p99_ms"], r["p50_ms"]) for r in results
                      if (r["server"], r["workers"]) == kind and "error" not in r and r["p99_ms"])
         if pts:
+            # every run as a dot, the median run per N as the line (repeats scatter on a VM)
             label = f"{kind[0]} x{kind[1]}"
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{label} p99")
-            ax.plot([p[0] for p in pts], [p[2] for p in pts], ls="--", marker=".",
-                    label=f"{label} p50")
+            ns = sorted({p[0] for p in pts})
+            for col, style, name in ((1, "-", "p99"), (2, "--", "p50")):
+                med = [sorted(p[col] for p in pts if p[0] == n)[
+                    len([p for p in pts if p[0] == n]) // 2] for n in ns]
+                line, = ax.plot(ns, med, ls=style, label=f"{label} {name} (median run)")
+                ax.scatter([p[0] for p in pts], [p[col] for p in pts], s=10,
+                           color=line.get_color())
     ax.axhline(P99_BUDGET_MS, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("concurrent Twilio calls")
     ax.set_ylabel("added latency (ms, log)")
