@@ -483,6 +483,27 @@ class JitterBuffer:
 
 # ---------------------------------------------------------------- fused phone paths
 
+def _b64_in(payload) -> bytes:
+    """A base64 media payload as the ASCII bytes the C side reads."""
+    if type(payload) is str:
+        try:
+            return payload.encode("ascii")
+        except UnicodeEncodeError:
+            raise ValueError("payload: base64 must be ASCII") from None
+    if not isinstance(payload, bytes):
+        raise TypeError(f"payload: expected str or bytes, got {type(payload).__name__}")
+    return payload
+
+
+def _b64_check(rc: int) -> None:
+    """The base64 paths' errors, named after what the caller passed."""
+    if rc == lib.CVG_ERR_ARG:
+        raise ValueError("payload: invalid base64")
+    if rc == lib.CVG_ERR_LENGTH:
+        raise ValueError("payload: decoded PCM16 has an odd number of bytes")
+    _check(rc)
+
+
 class Transcoder(_Native):
     """Decode -> resample -> encode in one native call per frame, for the phone hot path.
 
@@ -567,22 +588,11 @@ class Transcoder(_Native):
 
     def process_b64(self, payload: Union[str, bytes]) -> bytes:
         st = self._state()
-        if type(payload) is str:
-            try:
-                payload = payload.encode("ascii")
-            except UnicodeEncodeError:
-                raise ValueError("payload: base64 must be ASCII") from None
-        elif not isinstance(payload, bytes):
-            raise TypeError(f"payload: expected str or bytes, got {type(payload).__name__}")
+        payload = _b64_in(payload)
         n = len(payload)
         length = self._len
         length[0] = self._room(n * 3 // 4 + 2)
-        rc = lib.cvg_transcoder_process_b64(st, payload, n, self._out, length)
-        if rc == lib.CVG_ERR_ARG:
-            raise ValueError("payload: invalid base64")
-        if rc == lib.CVG_ERR_LENGTH:
-            raise ValueError("payload: decoded PCM16 has an odd number of bytes")
-        _check(rc)
+        _b64_check(lib.cvg_transcoder_process_b64(st, payload, n, self._out, length))
         return self._view[:length[0]]
 
     def process_b64_fill(self, payload: Union[str, bytes], jitter: "JitterBuffer", seq: int,
@@ -595,13 +605,7 @@ class Transcoder(_Native):
         late or duplicate one. Other PCM comes back as it is. ``tally`` then holds (late or
         duplicate, gaps filled, concealment frames). ``jitter`` must be in zero-delay mode."""
         st = self._state()
-        if type(payload) is str:
-            try:
-                payload = payload.encode("ascii")
-            except UnicodeEncodeError:
-                raise ValueError("payload: base64 must be ASCII") from None
-        elif not isinstance(payload, bytes):
-            raise TypeError(f"payload: expected str or bytes, got {type(payload).__name__}")
+        payload = _b64_in(payload)
         if seq < 0:
             raise ValueError(f"seq must be >= 0, got {seq}")
         n = len(payload)
@@ -619,11 +623,7 @@ class Transcoder(_Native):
         if rc != lib.CVG_OK:
             if rc == lib.CVG_ERR_ARG and jitter.max_delay:
                 raise ValueError("jitter: gap filling needs the zero-delay mode (max_delay=0)")
-            if rc == lib.CVG_ERR_ARG:
-                raise ValueError("payload: invalid base64")
-            if rc == lib.CVG_ERR_LENGTH:
-                raise ValueError("payload: decoded PCM16 has an odd number of bytes")
-            _check(rc)
+            _b64_check(rc)
         return self._fill_view[:length[0]]
 
     def process_to_b64(self, data: BytesLike) -> str:
