@@ -215,3 +215,25 @@ async def test_http_agent_posts_the_caller_as_json(nursery):
         reply = await agent._ask(client, start, "hi")
     assert reply.text == "HTTP agent says: hi"
     assert seen[0]["caller"] == {"number": "+14155550100", "name": "Ada"}
+
+
+async def test_http_agent_honours_its_configured_timeout(nursery):
+    """``config.timeout_s`` (validated by the control plane) bounds each request; missing or
+    invalid values fall back to the gateway's limit."""
+    import httpx
+
+    from gateway.agents.http import HttpAgent
+    from gateway.protocols.canonical import Start
+
+    port, _ = await nursery.start(http_agent_server)
+    limits = server_limits()
+    agent = HttpAgent({"url": f"http://127.0.0.1:{port}/chat", "timeout_s": 0.3}, limits)
+    assert agent.timeout_s == 0.3
+    start = Start(session_id="s1", channel_id="c1", channel_type="web")
+    async with httpx.AsyncClient() as client:
+        with trio.fail_after(10):             # far below the gateway default if 0.3 were ignored
+            reply = await agent._ask(client, start, "slow")
+    assert reply.code == "agent_unavailable"
+    for bad in (None, 0, -1, 500, "5", True):
+        assert HttpAgent({"url": "http://x/", "timeout_s": bad}, limits).timeout_s == \
+            limits.agent_request_timeout_s

@@ -1,7 +1,8 @@
 """The HTTP text agent: each user text is POSTed to ``config["url"]``; the reply becomes a transcript.
 
 Request body: ``{"conversation_id", "text", "channel_id", "caller"}`` (JSON). Reply: JSON with a
-``text`` (or ``reply``) string, or ``text/plain``. Each request runs under
+``text`` (or ``reply``) string, or ``text/plain``. Each request runs under the agent's
+``config["timeout_s"]`` (0 < t <= 120, as the control plane validates it), else
 ``limits.agent_request_timeout_s``; a failure is an ``error`` event and the conversation goes on.
 Audio is not understood: the first frame gets one ``error`` event saying so, the rest are ignored.
 """
@@ -20,14 +21,19 @@ log = logging.getLogger("converse.agents.http")
 
 
 class HttpAgent(RemoteAgent):
+    def __init__(self, config: dict, limits):
+        super().__init__(config, limits)
+        t = config.get("timeout_s")
+        valid = isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 120
+        self.timeout_s = float(t) if valid else limits.agent_request_timeout_s
+
     async def run(self, start: Start, inbox, outbox: trio.MemorySendChannel) -> None:
         if not isinstance(self.url, str) or not self.url.startswith(("http://", "https://")):
             await outbox.send(Error(code="agent_misconfigured", message="the agent has no valid URL"))
             await outbox.send(End(reason="agent_misconfigured"))
             return
         told_audio = False
-        timeout = httpx.Timeout(self.limits.agent_request_timeout_s,
-                                connect=self.limits.agent_connect_timeout_s)
+        timeout = httpx.Timeout(self.timeout_s, connect=self.limits.agent_connect_timeout_s)
         async with httpx.AsyncClient(timeout=timeout, headers=self.headers) as client:
             async for item in inbox:
                 if type(item) is bytes:
@@ -44,7 +50,7 @@ class HttpAgent(RemoteAgent):
         body = {"conversation_id": start.session_id, "text": text,
                 "channel_id": start.channel_id, "caller": msgspec.to_builtins(start.caller)}
         try:
-            with trio.fail_after(self.limits.agent_request_timeout_s):
+            with trio.fail_after(self.timeout_s):
                 response = await client.post(self.url, json=body)
         except (httpx.HTTPError, trio.TooSlowError) as exc:
             log.warning("http agent %s failed: %s", self.url, type(exc).__name__)
