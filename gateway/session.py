@@ -405,8 +405,7 @@ class Session:
         # The pacer times the rest; when its timer is already set for the frame now at the head
         # (the lead is full: new audio queues behind it), waking it would only make it park again.
         if (self._audio_lot and (playout or self._in_flight)
-                and need + (self._pacer_slack if playout.size >= self._batch_bytes else 0.0)
-                < self._pacer_wake):
+                and need + self._wake_slack() < self._pacer_wake):
             self._audio_lot.unpark()
 
     async def _clear(self) -> None:
@@ -487,6 +486,11 @@ class Session:
         finally:
             self._pumping = False
 
+    def _wake_slack(self) -> float:
+        """How much later than the next frame's time the pacer wakes: one frame when two or
+        more wait (it then sends two per wake-up), else none."""
+        return self._pacer_slack if self.playout.size >= self._batch_bytes else 0.0
+
     async def _pacer(self) -> None:
         """Times the playout: sleeps until the next frame is due (or a mark has been heard) and
         pumps. The downlink pumps by itself when audio arrives into an idle pacer."""
@@ -497,8 +501,7 @@ class Session:
                 if in_flight:
                     self._ack_played(trio.current_time())
                 next_at = math.inf if self._pumping else await self._pump()
-                if self.playout.size >= self._batch_bytes:
-                    next_at += self._pacer_slack
+                next_at += self._wake_slack()
                 wake = min(next_at, in_flight[0][0]) if in_flight else next_at
                 self._pacer_wake = wake
                 # parked, and unparked by the shared timer task (no cancel scope per frame)

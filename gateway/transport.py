@@ -278,31 +278,30 @@ class WebSocket:
         if self._closed is not None or proto.state is not _OPEN:
             raise self._closed or self._close_state()
         if type(message) is str:
-            message = message.encode("utf-8")
-            first = _FIN_TEXT
+            needs_flush = self._send_data(_FIN_TEXT, message.encode("utf-8"))
         else:
-            first = _FIN_BINARY
-        done = self._write_now(first, message)
-        if done == SENT:
-            return
-        if done == NOT_SENT:
-            if first == _FIN_TEXT:
-                proto.send_text(message)
-            else:
-                proto.send_binary(message)
-        await self._flush()
+            needs_flush = self._send_data(_FIN_BINARY, message)
+        if needs_flush:
+            await self._flush()
 
     async def send_text(self, utf8: bytes) -> None:
         """Send already UTF-8-encoded bytes as a text message (no decode/encode round trip)."""
         proto = self._proto
         if self._closed is not None or proto.state is not _OPEN:
             raise self._closed or self._close_state()
-        done = self._write_now(_FIN_TEXT, utf8)
-        if done == SENT:
-            return
+        if self._send_data(_FIN_TEXT, utf8):
+            await self._flush()
+
+    def _send_data(self, first: int, payload: bytes) -> bool:
+        """Write one data frame at once when ``_write_now`` can, else render it through the
+        protocol object; True when what is rendered still has to be flushed."""
+        done = self._write_now(first, payload)
         if done == NOT_SENT:
-            proto.send_text(utf8)
-        await self._flush()
+            if first == _FIN_TEXT:
+                self._proto.send_text(payload)
+            else:
+                self._proto.send_binary(payload)
+        return done != SENT
 
     async def send_many(self, messages) -> None:
         """Render several messages and flush them with one write (fewer syscalls per frame)."""
